@@ -1,0 +1,133 @@
+"""The one configuration module.
+
+Every setting is read from the environment once (prefix ``PIPELINE_``, plus the conventional
+``SPARK_MASTER``, ``RAY_ADDRESS`` and ``MLFLOW_TRACKING_URI``) into a frozen :class:`Settings`
+that is passed down. Defaults work on a laptop with no external services; the same code runs on a
+cluster by setting the variables. The README's configuration table documents each field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from datetime import date
+from functools import lru_cache
+from pathlib import Path
+from typing import Mapping
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _path(value: str) -> Path:
+    p = Path(value).expanduser()
+    return p if p.is_absolute() else (REPO_ROOT / p).resolve()
+
+
+def _bool(value: str) -> bool:
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved configuration. Build it with :func:`load_settings`."""
+
+    data_dir: Path = field(metadata={"env": "PIPELINE_DATA_DIR", "help": "root of landing/, lakehouse/, mlflow/"})
+    spark_master: str = field(metadata={"env": "SPARK_MASTER", "help": "Spark master URL"})
+    spark_jars_dir: Path = field(metadata={"env": "PIPELINE_SPARK_JARS_DIR", "help": "Delta jars resolved by `make setup`"})
+    spark_shuffle_partitions: int = field(metadata={"env": "PIPELINE_SPARK_SHUFFLE_PARTITIONS", "help": "spark.sql.shuffle.partitions"})
+    spark_driver_memory: str = field(metadata={"env": "PIPELINE_SPARK_DRIVER_MEMORY", "help": "spark.driver.memory"})
+    spark_java_opts: str = field(metadata={"env": "PIPELINE_SPARK_JAVA_OPTS", "help": "extra JVM options of the Spark driver (tests use C1-only JIT for a faster warm-up)"})
+    spark_ui_enabled: bool = field(metadata={"env": "PIPELINE_SPARK_UI", "help": "start the Spark UI"})
+    ray_address: str = field(metadata={"env": "RAY_ADDRESS", "help": "Ray cluster address; empty = local Ray"})
+    mlflow_tracking_uri: str = field(metadata={"env": "MLFLOW_TRACKING_URI", "help": "MLflow tracking URI; empty = SQLite under data_dir/mlflow"})
+    label_maturity_days: int = field(metadata={"env": "PIPELINE_LABEL_MATURITY_DAYS", "help": "days after which an unreported transaction counts as genuine"})
+    max_tx_amount: float = field(metadata={"env": "PIPELINE_MAX_TX_AMOUNT", "help": "amounts above this are quarantined as absurd"})
+    start_date: date = field(metadata={"env": "PIPELINE_START_DATE", "help": "first logical date of the daily DAGs"})
+    sensor_timeout_s: int = field(metadata={"env": "PIPELINE_SENSOR_TIMEOUT_S", "help": "how long the DAG waits for a landing file"})
+    sensor_poke_interval_s: int = field(metadata={"env": "PIPELINE_SENSOR_POKE_INTERVAL_S", "help": "how often the sensor looks"})
+    spark_pool: str = field(metadata={"env": "PIPELINE_SPARK_POOL", "help": "Airflow pool (1 slot) that serialises Spark tasks"})
+
+    # Derived locations: one place that knows the layout of the data directory.
+    @property
+    def landing_dir(self) -> Path:
+        return self.data_dir / "landing"
+
+    @property
+    def lakehouse_dir(self) -> Path:
+        return self.data_dir / "lakehouse"
+
+    @property
+    def warehouse_dir(self) -> Path:
+        return self.lakehouse_dir / "warehouse"
+
+    @property
+    def metastore_dir(self) -> Path:
+        return self.lakehouse_dir / "metastore_db"
+
+    @property
+    def mlflow_dir(self) -> Path:
+        return self.data_dir / "mlflow"
+
+    @property
+    def resolved_mlflow_tracking_uri(self) -> str:
+        return self.mlflow_tracking_uri or f"sqlite:///{self.mlflow_dir / 'mlflow.db'}"
+
+    def landing_file(self, source: str, day: date) -> Path | None:
+        """The landing file of ``source`` for ``day`` (CSV preferred, JSON lines accepted), or None."""
+        for suffix in (".csv", ".jsonl", ".json"):
+            candidate = self.landing_dir / source / f"{day.isoformat()}{suffix}"
+            if candidate.exists():
+                return candidate
+        return None
+
+
+DEFAULTS: dict[str, str] = {
+    "PIPELINE_DATA_DIR": "data",
+    "SPARK_MASTER": "local[*]",
+    "PIPELINE_SPARK_JARS_DIR": ".cache/spark-jars",
+    "PIPELINE_SPARK_SHUFFLE_PARTITIONS": "4",
+    "PIPELINE_SPARK_DRIVER_MEMORY": "4g",
+    "PIPELINE_SPARK_JAVA_OPTS": "",
+    "PIPELINE_SPARK_UI": "false",
+    "RAY_ADDRESS": "",
+    "MLFLOW_TRACKING_URI": "",
+    "PIPELINE_LABEL_MATURITY_DAYS": "7",
+    "PIPELINE_MAX_TX_AMOUNT": "50000",
+    "PIPELINE_START_DATE": "2026-01-01",
+    "PIPELINE_SENSOR_TIMEOUT_S": "21600",
+    "PIPELINE_SENSOR_POKE_INTERVAL_S": "300",
+    "PIPELINE_SPARK_POOL": "spark",
+}
+
+_PARSERS = {Path: _path, int: int, float: float, bool: _bool, str: str, date: date.fromisoformat}
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read the settings from ``env`` (default: ``os.environ``), falling back to :data:`DEFAULTS`."""
+    env = os.environ if env is None else env
+    values = {}
+    for f in dataclasses.fields(Settings):
+        name = f.metadata["env"]
+        raw = env.get(name, DEFAULTS[name])
+        ftype = {"Path": Path, "int": int, "float": float, "bool": bool, "str": str, "date": date}[str(f.type)]
+        try:
+            values[f.name] = _PARSERS[ftype](raw)
+        except ValueError as exc:
+            raise ValueError(f"invalid value for {name}={raw!r}: {exc}") from None
+    return Settings(**values)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Process-wide settings, read once from the environment."""
+    return load_settings()
+
+
+def settings_table() -> str:
+    """The configuration table of the README, in Markdown."""
+    rows = ["| variable | default | what it sets |", "|---|---|---|"]
+    for f in dataclasses.fields(Settings):
+        name = f.metadata["env"]
+        rows.append(f"| `{name}` | `{DEFAULTS[name] or '(empty)'}` | {f.metadata['help']} |")
+    return "\n".join(rows)
