@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime, timezone
 from functools import lru_cache
 from pathlib import Path
 from typing import Mapping
@@ -44,6 +44,7 @@ class Settings:
     label_maturity_days: int = field(metadata={"env": "PIPELINE_LABEL_MATURITY_DAYS", "help": "days after which an unreported transaction counts as genuine"})
     max_tx_amount: float = field(metadata={"env": "PIPELINE_MAX_TX_AMOUNT", "help": "amounts above this are quarantined as absurd"})
     start_date: date = field(metadata={"env": "PIPELINE_START_DATE", "help": "first logical date of the daily DAGs"})
+    catchup: bool = field(metadata={"env": "PIPELINE_CATCHUP", "help": "let the scheduler run every missed day since the start date"})
     sensor_timeout_s: int = field(metadata={"env": "PIPELINE_SENSOR_TIMEOUT_S", "help": "how long the DAG waits for a landing file"})
     sensor_poke_interval_s: int = field(metadata={"env": "PIPELINE_SENSOR_POKE_INTERVAL_S", "help": "how often the sensor looks"})
     spark_pool: str = field(metadata={"env": "PIPELINE_SPARK_POOL", "help": "Airflow pool (1 slot) that serialises Spark tasks"})
@@ -64,6 +65,10 @@ class Settings:
     @property
     def metastore_dir(self) -> Path:
         return self.lakehouse_dir / "metastore_db"
+
+    @property
+    def start_datetime(self) -> datetime:
+        return datetime(self.start_date.year, self.start_date.month, self.start_date.day, tzinfo=timezone.utc)
 
     @property
     def mlflow_dir(self) -> Path:
@@ -95,6 +100,7 @@ DEFAULTS: dict[str, str] = {
     "PIPELINE_LABEL_MATURITY_DAYS": "7",
     "PIPELINE_MAX_TX_AMOUNT": "50000",
     "PIPELINE_START_DATE": "2026-01-01",
+    "PIPELINE_CATCHUP": "false",
     "PIPELINE_SENSOR_TIMEOUT_S": "21600",
     "PIPELINE_SENSOR_POKE_INTERVAL_S": "300",
     "PIPELINE_SPARK_POOL": "spark",

@@ -480,6 +480,23 @@ def ingest(
     )
 
 
+def landing_files_ready(day: date, sources: tuple[str, ...] = tuple(SOURCES), settings: Settings | None = None) -> bool:
+    """True once every source's landing file for ``day`` exists (what the DAG's sensor pokes)."""
+    settings = settings or get_settings()
+    missing = [s for s in sources if settings.landing_file(s, day) is None]
+    if missing:
+        log.info("waiting for %s landing file(s) of %s under %s", ", ".join(missing), day, settings.landing_dir)
+    return not missing
+
+
+def ingest_batch(day: date | str, source: str, run_id: str | None = None) -> dict:
+    """Airflow-facing entry point: ingest and return a small summary (fit for XCom)."""
+    day = date.fromisoformat(day) if isinstance(day, str) else day
+    result = ingest(day, source, run_id=run_id)
+    log.info("ingestion summary: %s", result.to_json())
+    return {k: v for k, v in asdict(result).items() if k in ("status", "rows_read", "rows_accepted", "rows_quarantined", "bronze_version")}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m jobs.ingest", description="Validate and ingest one landing file.")
     parser.add_argument("--date", type=date.fromisoformat, required=True, help="batch date, YYYY-MM-DD")

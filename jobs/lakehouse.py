@@ -90,14 +90,46 @@ def table_counts(spark, names: list[str] | None = None) -> dict[str, int | None]
     return out
 
 
+def reconciliation(spark) -> dict[str, int]:
+    """Totals of the latest successful ingestion of each file: read, accepted, quarantined."""
+    if not spark.catalog.tableExists("ops.ingestion_log"):
+        return {"files": 0, "rows_read": 0, "rows_accepted": 0, "rows_quarantined": 0}
+    row = spark.sql(
+        """
+        SELECT count(*) AS files, coalesce(sum(rows_read), 0) AS rows_read,
+               coalesce(sum(rows_accepted), 0) AS rows_accepted, coalesce(sum(rows_quarantined), 0) AS rows_quarantined
+        FROM (SELECT *, row_number() OVER (PARTITION BY source, batch_date ORDER BY finished_at DESC) AS rn
+              FROM ops.ingestion_log WHERE status = 'succeeded') WHERE rn = 1
+        """
+    ).collect()[0]
+    return {k: int(row[k]) for k in ("files", "rows_read", "rows_accepted", "rows_quarantined")}
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``python -m jobs.lakehouse``: print each table's row count and Delta version as JSON."""
+    """``python -m jobs.lakehouse [--table]``: each table's row count and Delta version (JSON last line)."""
+    import argparse
+
     from jobs.spark import get_spark
 
+    parser = argparse.ArgumentParser(prog="python -m jobs.lakehouse", description=main.__doc__)
+    parser.add_argument("--table", action="store_true", help="also print a human-readable table")
+    args = parser.parse_args(argv)
     spark = get_spark(app_name="lakehouse-report")
     counts = table_counts(spark)
     report = {name: {"rows": rows, "version": table_version(spark, name)} for name, rows in counts.items()}
-    print(json.dumps(report, sort_keys=True))
+    totals = reconciliation(spark)
+    if args.table:
+        print(f"{'table':<28}{'rows':>10}{'version':>9}")
+        for name, info in report.items():
+            rows = "-" if info["rows"] is None else info["rows"]
+            version = "-" if info["version"] is None else info["version"]
+            print(f"{name:<28}{rows:>10}{version:>9}")
+        ok = totals["rows_read"] == totals["rows_accepted"] + totals["rows_quarantined"]
+        print(
+            f"files ingested: {totals['files']}; rows read {totals['rows_read']} = accepted {totals['rows_accepted']}"
+            f" + quarantined {totals['rows_quarantined']}: {'reconciled' if ok else 'NOT RECONCILED'}"
+        )
+    print(json.dumps({"tables": report, "reconciliation": totals}, sort_keys=True))
     return 0
 
 

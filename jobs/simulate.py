@@ -269,6 +269,32 @@ def _csv_lines(frame: pd.DataFrame, columns: list[str]) -> list[bytes]:
     return text.encode("utf-8").split(b"\n")[:-1]
 
 
+def bad_line(kind: str, day: date, source_row: bytes, fresh_id: str) -> bytes:
+    """A malformed transactions line of ``kind`` (see :data:`BAD_ROW_KINDS`), derived from a good row.
+
+    ``duplicate_id`` repeats ``source_row``'s id; every other kind carries ``fresh_id``.
+    """
+    tid, ts, cust, term, amt = source_row.decode().split(",")[:5]
+    if kind == "invalid_utf8":
+        return f"{fresh_id},{ts},{cust},".encode() + b"\xff\xfe" + f"{term},{amt}".encode()
+    lines = {
+        "missing_column": f"{fresh_id},{ts},{cust},{term}",
+        "missing_amount": f"{fresh_id},{ts},{cust},{term},",
+        "non_numeric_amount": f"{fresh_id},{ts},{cust},{term},12.5EUR",
+        "negative_amount": f"{fresh_id},{ts},{cust},{term},-{amt}",
+        "absurd_amount": f"{fresh_id},{ts},{cust},{term},98765432.10",
+        "unparsable_timestamp": f"{fresh_id},{day.isoformat()} 25:61:99,{cust},{term},{amt}",
+        "timestamp_outside_day": f"{fresh_id},{(day - timedelta(days=3)).isoformat()}{ts[10:]},{cust},{term},{amt}",
+        "duplicate_id": f"{tid},{ts},{cust},{term},{amt}",
+        "empty_id": f",{ts},{cust},{term},{amt}",
+        "broken_quoting": f'{fresh_id},"{ts},{cust},{term},{amt}',
+        "blank_line": "",
+    }
+    if kind not in lines:
+        raise ValueError(f"unknown bad-row kind {kind!r}; choose from {', '.join(BAD_ROW_KINDS)}")
+    return lines[kind].encode()
+
+
 def inject_bad_rows(lines: list[bytes], day: date, rate: float, rng: np.random.Generator) -> tuple[list[bytes], dict[str, int]]:
     """Insert ``rate * rows`` malformed lines after the header, cycling through :data:`BAD_ROW_KINDS`.
 
@@ -289,27 +315,8 @@ def inject_bad_rows(lines: list[bytes], day: date, rate: float, rng: np.random.G
     for i, (kind, pos) in enumerate(zip(chosen, positions)):
         out.extend(rows[prev:pos])
         prev = pos
-        src = rows[int(rng.integers(0, pos))].decode().split(",")  # a row already written
-        fresh_id = str(day_key * 100_000_000 + 90_000_000 + i)
-        tid, ts, cust, term, amt = src[0], src[1], src[2], src[3], src[4]
-        bad = {
-            "missing_column": f"{fresh_id},{ts},{cust},{term}",
-            "missing_amount": f"{fresh_id},{ts},{cust},{term},",
-            "non_numeric_amount": f"{fresh_id},{ts},{cust},{term},12.5EUR",
-            "negative_amount": f"{fresh_id},{ts},{cust},{term},-{amt}",
-            "absurd_amount": f"{fresh_id},{ts},{cust},{term},98765432.10",
-            "unparsable_timestamp": f"{fresh_id},{day.isoformat()} 25:61:99,{cust},{term},{amt}",
-            "timestamp_outside_day": f"{fresh_id},{(day - timedelta(days=3)).isoformat()}{ts[10:]},{cust},{term},{amt}",
-            "duplicate_id": f"{tid},{ts},{cust},{term},{amt}",
-            "empty_id": f",{ts},{cust},{term},{amt}",
-            "broken_quoting": f'{fresh_id},"{ts},{cust},{term},{amt}',
-            "blank_line": "",
-        }.get(kind)
-        if kind == "invalid_utf8":
-            line = f"{fresh_id},{ts},{cust},".encode() + b"\xff\xfe" + f"{term},{amt}".encode()
-        else:
-            line = bad.encode()
-        out.append(line)
+        source_row = rows[int(rng.integers(0, pos))]  # a row already written
+        out.append(bad_line(kind, day, source_row, str(day_key * 100_000_000 + 90_000_000 + i)))
         counts[kind] = counts.get(kind, 0) + 1
     out.extend(rows[prev:])
     return out, counts

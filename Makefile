@@ -1,0 +1,49 @@
+# The front door. `make demo` sets everything up and runs the pipeline; `make test` runs the suite.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+ENV := . scripts/env.sh &&
+DEMO_START ?= 2026-01-01
+DEMO_DAYS ?= 3
+DEMO_CUSTOMERS ?= 500
+DEMO_TERMINALS ?= 1000
+
+.PHONY: help setup jars demo test up down status bench lint clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+setup: ## install uv, the locked .venv, Delta jars; migrate Airflow's DB; create the Spark pool
+	@./scripts/setup.sh
+
+jars: ## (re)resolve the Delta jars with Maven into .cache/spark-jars
+	mvn -q -B -f build/pom.xml package
+
+demo: setup ## simulate a few days, run ingest_daily for each through Airflow, print table counts
+	@$(ENV) python -m jobs.simulate --start-date $(DEMO_START) --days $(DEMO_DAYS) \
+		--customers $(DEMO_CUSTOMERS) --terminals $(DEMO_TERMINALS) --seed 7 --bad-rows-rate 0.01
+	@$(ENV) for i in $$(seq 0 $$(($(DEMO_DAYS) - 1))); do \
+		day=$$(date -u -d "$(DEMO_START) + $$i day" +%F); \
+		echo "==> airflow dags test ingest_daily $$day"; \
+		airflow dags test ingest_daily $$day > var/airflow/demo-$$day.log 2>&1 \
+			|| { tail -40 var/airflow/demo-$$day.log; exit 1; }; \
+		grep -o 'DagRun Finished: dag_id=ingest_daily[^,]*, logical_date=[^,]*' var/airflow/demo-$$day.log | head -1; \
+	done
+	@$(ENV) python -m jobs.lakehouse --table 2>/dev/null
+
+test: setup ## run the test suite (real Spark, Delta, Airflow)
+	@$(ENV) python -m pytest tests -q
+
+up: setup ## start the Airflow UI and components in the background (http://localhost:8080)
+	@$(ENV) ./scripts/airflow-up.sh
+
+down: ## stop what `make up` started
+	@$(ENV) ./scripts/airflow-down.sh
+
+bench: setup ## print simulator and ingestion throughput (bench/ingest.py)
+	@$(ENV) python bench/ingest.py
+
+lint: ## hadolint the Dockerfile
+	@$(ENV) hadolint --config .hadolint.yaml docker/Dockerfile
+
+clean: ## remove generated data, Airflow state and caches (keeps .venv and the jars)
+	rm -rf data var .pytest_cache .hypothesis

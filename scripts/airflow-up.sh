@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Start the Airflow components (api-server, scheduler, dag-processor, triggerer) in the background.
+# PIDs and output go to var/airflow/; `make down` stops them.
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+RUN="$ROOT/var/airflow/run"
+mkdir -p "$RUN"
+for component in api-server scheduler dag-processor triggerer; do
+  pidfile="$RUN/$component.pid"
+  if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+    echo "$component already running (pid $(cat "$pidfile"))"; continue
+  fi
+  nohup airflow "$component" >"$RUN/$component.out" 2>&1 &
+  echo $! >"$pidfile"
+  echo "started $component (pid $!, log var/airflow/run/$component.out)"
+done
+for _ in $(seq 1 60); do
+  curl -sf http://localhost:8080/api/v2/monitor/health >/dev/null 2>&1 && break
+  sleep 2
+done
+password=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["admin"])' "$ROOT/var/airflow/simple_auth_manager_passwords.json")
+echo
+echo "Airflow UI: http://localhost:8080  (user: admin, password: $password)"
+echo "New DAGs start paused: unpause ingest_daily in the UI or with 'airflow dags unpause ingest_daily'."

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# One-time, idempotent set-up: uv, the locked Python environment, Delta jars, Airflow metadata DB,
+# secrets and the Spark pool. Safe to run again; each step is skipped when already done.
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$ROOT"
+UV_VERSION=0.13.9
+say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
+
+# 1. uv (pinned), in a private tools venv unless a uv is already on PATH
+if command -v uv >/dev/null 2>&1; then UV=uv; else
+  if [ ! -x .tools/bin/uv ]; then
+    say "installing uv $UV_VERSION into .tools/"
+    python3 -m venv .tools
+    .tools/bin/pip install -q "uv==$UV_VERSION"
+  fi
+  UV="$ROOT/.tools/bin/uv"
+fi
+
+# 2. the locked environment (.venv) from uv.lock
+say "syncing .venv from uv.lock"
+"$UV" sync --frozen --python 3.11 -q
+
+# 3. Delta Lake jars for Spark, resolved once by Maven into .cache/spark-jars
+if ! ls .cache/spark-jars/delta-spark_*.jar >/dev/null 2>&1; then
+  say "resolving Delta jars with Maven into .cache/spark-jars"
+  command -v mvn >/dev/null || { echo "error: Maven (mvn) and Java 17 are required to fetch the Delta jars" >&2; exit 1; }
+  mvn -q -B -f build/pom.xml package
+fi
+
+# 4. Airflow: secrets, admin password, metadata DB, Spark pool
+. scripts/env.sh
+mkdir -p var/airflow/logs
+if [ ! -f var/airflow/secrets.env ]; then
+  say "generating Airflow secrets into var/airflow/secrets.env"
+  umask 077
+  python3 - > var/airflow/secrets.env <<'PY'
+import secrets
+print(f"AIRFLOW__API_AUTH__JWT_SECRET={secrets.token_urlsafe(32)}")
+print(f"AIRFLOW__API__SECRET_KEY={secrets.token_urlsafe(32)}")
+PY
+  umask 022
+  set -a; . var/airflow/secrets.env; set +a
+fi
+if [ ! -f var/airflow/simple_auth_manager_passwords.json ]; then
+  say "generating the admin password (var/airflow/simple_auth_manager_passwords.json)"
+  umask 077
+  python3 -c 'import json, secrets; print(json.dumps({"admin": secrets.token_urlsafe(12)}))' > var/airflow/simple_auth_manager_passwords.json
+  umask 022
+fi
+say "migrating the Airflow metadata DB"
+airflow db migrate >var/airflow/db-migrate.log 2>&1 || { tail -20 var/airflow/db-migrate.log; exit 1; }
+airflow pools set "${PIPELINE_SPARK_POOL:-spark}" 1 "Spark work: one JVM at a time with the embedded Derby metastore" >/dev/null
+say "set-up complete"
