@@ -433,6 +433,7 @@ def ingest(
     known = _known_elsewhere(
         spark, spec, parsed.records[spec.key] if spec.key in parsed.records else pd.Series(dtype=object), day, staging_dir
     )
+    timings["validate_known_ids"] = time.perf_counter() - t
     frame = prepare_for_validation(parsed, spec, known) if len(parsed.records) else parsed.records
     day_start = pd.Timestamp(day)
     outcome = validate_rows(
