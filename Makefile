@@ -21,13 +21,11 @@ jars: ## (re)resolve the Delta jars with Maven into .cache/spark-jars
 demo: setup ## simulate a few days, run ingest_daily for each through Airflow, print table counts
 	@$(ENV) python -m jobs.simulate --start-date $(DEMO_START) --days $(DEMO_DAYS) \
 		--customers $(DEMO_CUSTOMERS) --terminals $(DEMO_TERMINALS) --seed 7 --bad-rows-rate 0.01
-	@$(ENV) for i in $$(seq 0 $$(($(DEMO_DAYS) - 1))); do \
-		day=$$(date -u -d "$(DEMO_START) + $$i day" +%F); \
-		echo "==> airflow dags test ingest_daily $$day"; \
-		airflow dags test ingest_daily $$day > var/airflow/demo-$$day.log 2>&1 \
-			|| { tail -40 var/airflow/demo-$$day.log; exit 1; }; \
-		grep -o 'DagRun Finished: dag_id=ingest_daily[^,]*, logical_date=[^,]*' var/airflow/demo-$$day.log | head -1; \
-	done
+	@echo "==> ingest_daily through Airflow (dag.test) for $(DEMO_DAYS) days from $(DEMO_START)"
+	@$(ENV) last=$$(date -u -d "$(DEMO_START) + $$(($(DEMO_DAYS) - 1)) day" +%F); \
+		python scripts/run_dag_days.py ingest_daily $(DEMO_START) $$last > var/airflow/demo.log 2>&1 \
+			|| { tail -40 var/airflow/demo.log; exit 1; }; \
+		grep -E '^ingest_daily ' var/airflow/demo.log
 	@$(ENV) python -m jobs.lakehouse --table 2>/dev/null
 
 test: setup ## run the test suite (real Spark, Delta, Airflow)

@@ -125,9 +125,12 @@ def _printable(line: str) -> str:
     return line.encode("utf-8", errors="surrogateescape").decode("utf-8", errors="backslashreplace")
 
 
-def parse_file(path: Path) -> ParsedFile:
-    """Split ``path`` into records and structural rejects. Every physical line after the header is a row."""
-    raw = path.read_bytes()
+def parse_file(path: Path, raw: bytes | None = None) -> ParsedFile:
+    """Split ``path`` (or its already-read bytes) into records and structural rejects.
+
+    Every physical line after the header is a row read.
+    """
+    raw = path.read_bytes() if raw is None else raw
     text = _decode(raw)
     if text.startswith("\ufeff"):
         text = text[1:]
@@ -419,7 +422,7 @@ def ingest(
             quarantine_version=previous["quarantine_version"], run_id=run_id, seconds=round(time.perf_counter() - t0, 3),
         )
     try:
-        parsed = parse_file(path)
+        parsed = parse_file(path, raw)
     except (IngestionError, UnicodeError, csv.Error) as exc:
         raise fail(f"unreadable file: {exc}") from exc
     missing = [c for c in spec.required if c not in parsed.header] if parsed.rows_read or parsed.header else []
