@@ -22,7 +22,7 @@ demo: setup ## simulate a few days, run ingest_daily for each through Airflow, p
 	@$(ENV) python -m jobs.simulate --start-date $(DEMO_START) --days $(DEMO_DAYS) \
 		--customers $(DEMO_CUSTOMERS) --terminals $(DEMO_TERMINALS) --seed 7 --bad-rows-rate 0.01
 	@echo "==> ingest_daily through Airflow (dag.test) for $(DEMO_DAYS) days from $(DEMO_START)"
-	@$(ENV) last=$$(date -u -d "$(DEMO_START) + $$(($(DEMO_DAYS) - 1)) day" +%F); \
+	@$(ENV) last=$$(python3 -c 'import datetime,sys; print(datetime.date.fromisoformat(sys.argv[1]) + datetime.timedelta(days=int(sys.argv[2]) - 1))' $(DEMO_START) $(DEMO_DAYS)); \
 		python scripts/run_dag_days.py ingest_daily $(DEMO_START) $$last > var/airflow/demo.log 2>&1 \
 			|| { tail -40 var/airflow/demo.log; exit 1; }; \
 		grep -E '^ingest_daily ' var/airflow/demo.log

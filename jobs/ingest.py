@@ -42,6 +42,11 @@ from jobs.validation import ROW_INDEX, required_columns, validate_rows
 log = logging.getLogger(__name__)
 
 TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S"
+# Names the pipeline uses itself (lineage, quarantine and internal columns): not allowed in a file.
+RESERVED_COLUMNS = frozenset(
+    {"_line", "_row", "_parsed", "raw_line", "raw_values", "reasons", "extra_fields", "source_file", "file_checksum",
+     "batch_date", "line_number", "ingested_at", "run_id"}
+)
 _SURROGATE = re.compile("[\udc80-\udcff]")
 
 
@@ -107,6 +112,7 @@ class ParsedFile:
     raw_lines: dict[int, str]  # line number -> raw text, kept only for rejected lines later
     rejects: list[tuple[int, str, str]]  # (line number, raw text, reason)
     rows_read: int
+    needs_strip: bool = True  # False when no field can have surrounding whitespace (skips a costly pass)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -171,11 +177,13 @@ def parse_file(path: Path, raw: bytes | None = None) -> ParsedFile:
             else:
                 rows.append(fields)
                 numbers.append(number)
+    # One regex pass over the whole text tells whether any field has surrounding blanks.
+    needs_strip = re.search(r"(?m)(?:^|,)[ \t]|[ \t](?:,|\r?$)", text) is not None
     columns = list(zip(*rows)) if rows else [()] * width
     records = pd.DataFrame({name: pd.array(col, dtype=object) for name, col in zip(header, columns)})
     records["_line"] = np.asarray(numbers, dtype=np.int64)
     raw_lines = {n: lines[n - 1] for n in numbers}
-    return ParsedFile(header, records, raw_lines, rejects, len(lines) - 1)
+    return ParsedFile(header, records, raw_lines, rejects, len(lines) - 1, needs_strip)
 
 
 def _parse_jsonl(lines: list[str]) -> ParsedFile:
@@ -210,10 +218,10 @@ def _parse_jsonl(lines: list[str]) -> ParsedFile:
 # 2. validation
 
 
-def _clean(col: pd.Series) -> pd.Series:
-    """Strip whitespace; empty strings become nulls."""
-    stripped = col.astype(object).str.strip()
-    return stripped.where(stripped.notna() & (stripped != ""), None).astype(object)
+def _clean(col: pd.Series, strip: bool = True) -> pd.Series:
+    """Strip whitespace (when any field may have it); empty strings become nulls."""
+    values = col.astype(object).str.strip() if strip else col.astype(object)
+    return values.where(values.notna() & (values != ""), None).astype(object)
 
 
 def _parse_timestamps(col: pd.Series) -> pd.Series:
@@ -230,7 +238,7 @@ def prepare_for_validation(parsed: ParsedFile, spec: SourceSpec, known_elsewhere
     frame = parsed.records.copy()
     frame[ROW_INDEX] = np.arange(len(frame), dtype=np.int64)
     for column in parsed.header:
-        frame[column] = _clean(frame[column])
+        frame[column] = _clean(frame[column], parsed.needs_strip)
     ts = frame[spec.timestamp]
     frame[f"{spec.timestamp}_value"] = _parse_timestamps(ts)
     frame[f"{spec.timestamp}_parsable"] = ts.isna() | frame[f"{spec.timestamp}_value"].notna()
@@ -298,14 +306,15 @@ def _string_map(columns: list[str]):
     return F.map_from_arrays(F.array(*[F.lit(c) for c in columns]), F.array(*[F.col(f"`{c}`") for c in columns]))
 
 
-def _write_bronze(spark, spec: SourceSpec, valid: pd.DataFrame, header: list[str], lineage, staging_dir: Path) -> int:
+def _write_bronze(spark, spec: SourceSpec, valid: pd.DataFrame, header: list[str], day: date, lineage, staging_dir: Path) -> int:
     from delta.tables import DeltaTable
     from pyspark.sql import functions as F
 
     from jobs.lakehouse import ensure_table, table_version
 
     ensure_table(spark, spec.bronze_table)
-    if valid.empty:
+    if valid.empty:  # the day's partition holds exactly this file's valid rows: none
+        spark.sql(f"DELETE FROM {spec.bronze_table} WHERE batch_date = DATE'{day.isoformat()}'")
         return table_version(spark, spec.bronze_table)
     extras = [c for c in header if c not in spec.required]
     typed = pd.DataFrame({c: valid[c].to_numpy(dtype=object) for c in spec.required + extras})
@@ -315,16 +324,23 @@ def _write_bronze(spark, spec: SourceSpec, valid: pd.DataFrame, header: list[str
     typed["line_number"] = valid["_line"].astype(np.int32).to_numpy()
     sdf = _staged(spark, typed, staging_dir, "valid", timestamps=(spec.timestamp,))
     sdf = lineage(sdf.withColumn("extra_fields", _string_map(extras)))
-    target_columns = spark.table(spec.bronze_table).columns
-    sdf = sdf.select(*target_columns)
+    target = spark.table(spec.bronze_table)
+    sdf = sdf.select(*target.columns)
+    if target.where(F.col("batch_date") == F.lit(day)).limit(1).count() == 0:
+        # First load of this day: nothing can match, so the MERGE reduces to an insert. Appending
+        # gives the same table and skips the join against the target.
+        sdf.write.format("delta").mode("append").saveAsTable(spec.bronze_table)
+        return table_version(spark, spec.bronze_table)
     # Validation has already quarantined ids that exist in another batch, so the merge only needs
     # to look at this batch's partition.
+    log.info("bronze partition %s already has rows: merging on %s", day, spec.key)
     (
         DeltaTable.forName(spark, spec.bronze_table)
         .alias("t")
         .merge(sdf.alias("s"), f"t.batch_date = s.batch_date AND t.{spec.key} = s.{spec.key}")
         .whenMatchedUpdateAll(condition="t.file_checksum <> s.file_checksum")
         .whenNotMatchedInsertAll()
+        .whenNotMatchedBySourceDelete(condition=f"t.batch_date = DATE'{day.isoformat()}'")
         .execute()
     )
     return table_version(spark, spec.bronze_table)
@@ -364,12 +380,14 @@ def _already_ingested(spark, source: str, day: date, checksum: str) -> dict | No
 
     rows = (
         spark.table("ops.ingestion_log")
-        .where((F.col("source") == source) & (F.col("batch_date") == F.lit(day)) & (F.col("status") == "succeeded"))
+        .where((F.col("source") == source) & (F.col("batch_date") == F.lit(day)))
         .orderBy(F.col("finished_at").desc())
         .limit(1)
         .collect()
     )
-    if rows and rows[0]["file_checksum"] == checksum:
+    # Only the latest attempt counts: after a failed attempt of another file, even a file that
+    # succeeded before is processed again.
+    if rows and rows[0]["status"] == "succeeded" and rows[0]["file_checksum"] == checksum:
         return rows[0].asDict()
     return None
 
@@ -394,7 +412,7 @@ def ingest(
         raise FileNotFoundError(
             f"no landing file for {source} on {day}: expected {settings.landing_dir / source / f'{day}.csv'} (or .jsonl)"
         )
-    started = datetime.now(timezone.utc).replace(tzinfo=None)
+    started = datetime.now(timezone.utc)
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
     from jobs.spark import get_spark
@@ -408,7 +426,7 @@ def ingest(
     log_entry = dict(source=source, batch_date=day, source_file=str(path), file_checksum=checksum, run_id=run_id, started_at=started)
 
     def fail(reason: str) -> IngestionError:
-        log_entry.update(status="failed", error=reason, finished_at=datetime.now(timezone.utc).replace(tzinfo=None))
+        log_entry.update(status="failed", error=reason, finished_at=datetime.now(timezone.utc))
         _append_log(spark, log_entry)
         return IngestionError(f"{path}: {reason}")
 
@@ -425,66 +443,71 @@ def ingest(
         parsed = parse_file(path, raw)
     except (IngestionError, UnicodeError, csv.Error) as exc:
         raise fail(f"unreadable file: {exc}") from exc
-    missing = [c for c in spec.required if c not in parsed.header] if parsed.rows_read or parsed.header else []
+    missing = [c for c in spec.required if c not in parsed.header] if parsed.header else []
     if missing:
         raise fail(f"unreadable file: header lacks required column(s) {', '.join(missing)}; header was {parsed.header}")
+    clashing = sorted({c for c in parsed.header if parsed.header.count(c) > 1 or not c or c in RESERVED_COLUMNS})
+    if clashing:
+        raise fail(f"unreadable file: duplicate, empty or reserved column name(s) {clashing}; header was {parsed.header}")
     timings["read"] = time.perf_counter() - t
 
-    t = time.perf_counter()
-    header = parsed.header or spec.required
     staging_dir = settings.lakehouse_dir / "_staging" / f"{source}-{day}-{uuid.uuid4().hex[:8]}"
-    known = _known_elsewhere(
-        spark, spec, parsed.records[spec.key] if spec.key in parsed.records else pd.Series(dtype=object), day, staging_dir
-    )
-    timings["validate_known_ids"] = time.perf_counter() - t
-    frame = prepare_for_validation(parsed, spec, known) if len(parsed.records) else parsed.records
-    day_start = pd.Timestamp(day)
-    outcome = validate_rows(
-        frame,
-        spec.name,
-        {"batch_day_start": day_start, "batch_day_end": day_start + pd.Timedelta(days=1) - pd.Timedelta(microseconds=1),
-         "max_tx_amount": settings.max_tx_amount},
-    )
-    reasons_by_row: dict[int, list[str]] = {}
-    for rule, rows in outcome.failures.items():
-        for r in rows.tolist():
-            reasons_by_row.setdefault(r, []).append(rule)
-    bad_idx = np.fromiter(sorted(reasons_by_row), dtype=np.int64, count=len(reasons_by_row))
-    is_bad = np.zeros(len(frame), dtype=bool)
-    is_bad[bad_idx] = True
-    valid = frame[~is_bad] if len(frame) else frame
-    timings["validate"] = time.perf_counter() - t
-
-    t = time.perf_counter()
-    quarantine_rows = [
-        {"raw_line": raw_line, "reasons": [reason], "line_number": number, "_parsed": False}
-        for number, raw_line, reason in parsed.rejects
-    ]
-    if len(bad_idx):
-        bad = parsed.records.iloc[bad_idx][parsed.header + ["_line"]].to_dict("records")
-        for i, rec in zip(bad_idx.tolist(), bad):
-            number = int(rec["_line"])
-            row = {"raw_line": parsed.raw_lines[number], "reasons": sorted(reasons_by_row[i]), "line_number": number, "_parsed": True}
-            row.update({c: rec[c] for c in parsed.header})
-            quarantine_rows.append(row)
-    quarantine_rows.sort(key=lambda r: r["line_number"])
-    accepted, quarantined = len(valid), len(quarantine_rows)
-    if parsed.rows_read != accepted + quarantined:
-        raise fail(f"row counts do not reconcile: read {parsed.rows_read} != accepted {accepted} + quarantined {quarantined}")
-
-    ingested_at = started
-
-    def lineage(sdf):
-        return _lineage(sdf, path, checksum, day, ingested_at, run_id)
-
     try:
-        bronze_version = _write_bronze(spark, spec, valid, header, lineage, staging_dir)
+        t = time.perf_counter()
+        header = parsed.header or spec.required
+        known = _known_elsewhere(
+            spark, spec, _clean(parsed.records[spec.key], parsed.needs_strip) if spec.key in parsed.records else pd.Series(dtype=object), day, staging_dir
+        )
+        timings["validate_known_ids"] = time.perf_counter() - t
+        frame = prepare_for_validation(parsed, spec, known) if len(parsed.records) else parsed.records
+        day_start = pd.Timestamp(day)
+        outcome = validate_rows(
+            frame,
+            spec.name,
+            {"batch_day_start": day_start, "batch_day_end": day_start + pd.Timedelta(days=1) - pd.Timedelta(microseconds=1),
+             "max_tx_amount": settings.max_tx_amount},
+        )
+        reasons_by_row: dict[int, list[str]] = {}
+        for rule, rows in outcome.failures.items():
+            for r in rows.tolist():
+                reasons_by_row.setdefault(r, []).append(rule)
+        bad_idx = np.fromiter(sorted(reasons_by_row), dtype=np.int64, count=len(reasons_by_row))
+        is_bad = np.zeros(len(frame), dtype=bool)
+        is_bad[bad_idx] = True
+        valid = frame[~is_bad] if len(frame) else frame
+        timings["validate"] = time.perf_counter() - t
+
+        t = time.perf_counter()
+        quarantine_rows = [
+            {"raw_line": raw_line, "reasons": [reason], "line_number": number, "_parsed": False}
+            for number, raw_line, reason in parsed.rejects
+        ]
+        if len(bad_idx):
+            bad = parsed.records.iloc[bad_idx][parsed.header + ["_line"]].to_dict("records")
+            for i, rec in zip(bad_idx.tolist(), bad):
+                number = int(rec["_line"])
+                row = {"raw_line": parsed.raw_lines[number], "reasons": sorted(reasons_by_row[i]), "line_number": number, "_parsed": True}
+                row.update({c: rec[c] for c in parsed.header})
+                quarantine_rows.append(row)
+        quarantine_rows.sort(key=lambda r: r["line_number"])
+        accepted, quarantined = len(valid), len(quarantine_rows)
+        if parsed.rows_read != accepted + quarantined:
+            raise fail(f"row counts do not reconcile: read {parsed.rows_read} != accepted {accepted} + quarantined {quarantined}")
+
+        ingested_at = started
+
+        def lineage(sdf):
+            return _lineage(sdf, path, checksum, day, ingested_at, run_id)
+
+        bronze_version = _write_bronze(spark, spec, valid, header, day, lineage, staging_dir)
         timings["write_bronze"] = time.perf_counter() - t
         t = time.perf_counter()
         quarantine_version = _write_quarantine(spark, spec, quarantine_rows, header, day, lineage)
         timings["write_quarantine"] = time.perf_counter() - t
+    except IngestionError:
+        raise
     except Exception as exc:  # recorded, then re-raised: the task fails loudly and may be retried
-        raise fail(f"write failed: {type(exc).__name__}: {str(exc)[:500]}") from exc
+        raise fail(f"ingestion failed: {type(exc).__name__}: {str(exc)[:500]}") from exc
     finally:
         shutil.rmtree(staging_dir, ignore_errors=True)
 
@@ -492,7 +515,7 @@ def ingest(
     for row in quarantine_rows:
         for reason in row["reasons"]:
             reasons[reason] = reasons.get(reason, 0) + 1
-    finished = datetime.now(timezone.utc).replace(tzinfo=None)
+    finished = datetime.now(timezone.utc)
     log_entry.update(
         status="succeeded", rows_read=parsed.rows_read, rows_accepted=accepted, rows_quarantined=quarantined,
         bronze_version=bronze_version, quarantine_version=quarantine_version, finished_at=finished,

@@ -171,12 +171,17 @@ class Population:
         )
 
 
-def _compromised(cfg: SimulationConfig, day: date, stream: int, per_day: int, duration: int, population: int) -> np.ndarray:
-    """Entities compromised on ``day``: those drawn on any of the ``duration`` days up to ``day``."""
-    drawn = [
-        _rng(cfg, day - timedelta(days=k), stream).choice(population, size=min(per_day, population), replace=False)
-        for k in range(duration)
-    ]
+def _compromised(cfg: SimulationConfig, day: date, stream: int, per_day: int, duration: int, population) -> np.ndarray:
+    """Entities compromised on ``day``: those drawn on any of the ``duration`` days up to ``day``.
+
+    ``population(draw_day)`` is the number of entities that exist on the day of each draw, so a
+    draw never changes once made (new terminals only join the draws from their first day).
+    """
+    drawn = []
+    for k in range(duration):
+        draw_day = day - timedelta(days=k)
+        size = population(draw_day)
+        drawn.append(_rng(cfg, draw_day, stream).choice(size, size=min(per_day, size), replace=False))
     return np.unique(np.concatenate(drawn))
 
 
@@ -205,10 +210,13 @@ def simulate_day(cfg: SimulationConfig, pop: Population, day: date) -> pd.DataFr
 
     scenario = np.zeros(len(cust), dtype=np.int8)
     scenario[amount > 220] = 1
-    n_terms = cfg.n_terminals + (cfg.n_new_terminals if cfg.drift_active("new_terminals", day) else 0)
-    bad_terms = _compromised(cfg, day, _STREAM_TERMINALS, 2, TERMINAL_COMPROMISE_DAYS, n_terms)
+    def terminals_on(d: date) -> int:
+        return cfg.n_terminals + (cfg.n_new_terminals if cfg.drift_active("new_terminals", d) else 0)
+
+    n_terms = terminals_on(day)
+    bad_terms = _compromised(cfg, day, _STREAM_TERMINALS, 2, TERMINAL_COMPROMISE_DAYS, terminals_on)
     scenario[np.isin(terminal, bad_terms)] = 2
-    bad_custs = _compromised(cfg, day, _STREAM_CUSTOMERS, 3, CUSTOMER_COMPROMISE_DAYS, cfg.n_customers)
+    bad_custs = _compromised(cfg, day, _STREAM_CUSTOMERS, 3, CUSTOMER_COMPROMISE_DAYS, lambda d: cfg.n_customers)
     third = np.isin(cust, bad_custs) & (rng.random(len(cust)) < 1 / 3)
     amount[third] = np.round(amount[third] * 5, 2)
     scenario[third] = 3
@@ -281,7 +289,7 @@ def bad_line(kind: str, day: date, source_row: bytes, fresh_id: str) -> bytes:
         "missing_column": f"{fresh_id},{ts},{cust},{term}",
         "missing_amount": f"{fresh_id},{ts},{cust},{term},",
         "non_numeric_amount": f"{fresh_id},{ts},{cust},{term},12.5EUR",
-        "negative_amount": f"{fresh_id},{ts},{cust},{term},-{amt}",
+        "negative_amount": f"{fresh_id},{ts},{cust},{term},-{max(float(amt), 1.0):.2f}",
         "absurd_amount": f"{fresh_id},{ts},{cust},{term},98765432.10",
         "unparsable_timestamp": f"{fresh_id},{day.isoformat()} 25:61:99,{cust},{term},{amt}",
         "timestamp_outside_day": f"{fresh_id},{(day - timedelta(days=3)).isoformat()}{ts[10:]},{cust},{term},{amt}",

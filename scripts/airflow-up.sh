@@ -14,10 +14,14 @@ for component in api-server scheduler dag-processor triggerer; do
   echo $! >"$pidfile"
   echo "started $component (pid $!, log var/airflow/run/$component.out)"
 done
+healthy=no
 for _ in $(seq 1 60); do
-  curl -sf http://localhost:8080/api/v2/monitor/health >/dev/null 2>&1 && break
+  if curl -sf http://localhost:8080/api/v2/monitor/health >/dev/null 2>&1; then healthy=yes; break; fi
   sleep 2
 done
+if [ "$healthy" = no ]; then
+  echo "warning: the api-server is not answering on :8080 after 2 minutes; see var/airflow/run/api-server.out" >&2
+fi
 password=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["admin"])' "$ROOT/var/airflow/simple_auth_manager_passwords.json")
 echo
 echo "Airflow UI: http://localhost:8080  (user: admin, password: $password)"

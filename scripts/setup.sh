@@ -21,11 +21,17 @@ fi
 say "syncing .venv from uv.lock"
 "$UV" sync --frozen --python 3.11 -q
 
-# 3. Delta Lake jars for Spark, resolved once by Maven into .cache/spark-jars
-if ! ls .cache/spark-jars/delta-spark_*.jar >/dev/null 2>&1; then
+# 3. Delta Lake jars for Spark, resolved once by Maven into .cache/spark-jars (again when the
+#    versions in build/pom.xml change: stale jars are removed, never loaded beside new ones)
+command -v java >/dev/null || { echo "error: Java 17 is required (Spark runs on it)" >&2; exit 1; }
+prop() { sed -n "s:.*<$1>\(.*\)</$1>.*:\1:p" build/pom.xml | head -1; }
+DELTA_JAR=".cache/spark-jars/delta-spark_$(prop spark.minor)_$(prop scala.binary)-$(prop delta.version).jar"
+if [ ! -f "$DELTA_JAR" ]; then
   say "resolving Delta jars with Maven into .cache/spark-jars"
-  command -v mvn >/dev/null || { echo "error: Maven (mvn) and Java 17 are required to fetch the Delta jars" >&2; exit 1; }
+  command -v mvn >/dev/null || { echo "error: Maven (mvn) is required to fetch the Delta jars" >&2; exit 1; }
+  rm -rf .cache/spark-jars
   mvn -q -B -f build/pom.xml package
+  [ -f "$DELTA_JAR" ] || { echo "error: Maven did not produce $DELTA_JAR" >&2; exit 1; }
 fi
 
 # 4. Airflow: secrets, admin password, metadata DB, Spark pool
