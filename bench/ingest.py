@@ -63,14 +63,14 @@ def main() -> int:
             "size": size, "rows_read": res.rows_read, "quarantined": res.rows_quarantined,
             "simulator_rows_per_s": round(rows_written / sim_s), "simulator_s": round(sim_s, 2),
             "ingest_s_excl_jvm": round(ingest_s, 2), "ingest_rows_per_s": round(res.rows_read / ingest_s),
-            "read_s": res.timings["read"], "validate_s": res.timings["validate"], "delta_write_s": round(write_s, 2),
+            "read_s": res.timings["read"], "check_log_s": res.timings.get("check_log", 0.0), "validate_s": res.timings["validate"], "delta_write_s": round(write_s, 2),
             "baseline_csv_to_delta_s": round(base_s, 2), "baseline_rows_per_s": round(res.rows_read / base_s),
             "ratio_vs_baseline": round(ingest_s / base_s, 2),
         }
         results.append(row)
         print(
             f"{size:>9,} rows | simulator {row['simulator_rows_per_s']:>10,} rows/s ({sim_s:.1f} s) | ingestion "
-            f"{row['ingest_rows_per_s']:>8,} rows/s ({ingest_s:.1f} s: read {row['read_s']:.1f}, validate "
+            f"{row['ingest_rows_per_s']:>8,} rows/s ({ingest_s:.1f} s: read {row['read_s']:.1f}, log check {row['check_log_s']:.1f}, validate "
             f"{row['validate_s']:.1f}, delta write {write_s:.1f}) | baseline csv->delta {row['baseline_rows_per_s']:>8,} rows/s"
             f" ({base_s:.1f} s) | ingestion/baseline {row['ratio_vs_baseline']:.2f}x",
             flush=True,

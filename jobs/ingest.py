@@ -430,7 +430,11 @@ def ingest(
         _append_log(spark, log_entry)
         return IngestionError(f"{path}: {reason}")
 
+    timings["read"] = time.perf_counter() - t
+    t = time.perf_counter()
     previous = None if force else _already_ingested(spark, source, day, checksum)
+    timings["check_log"] = time.perf_counter() - t
+    t = time.perf_counter()
     if previous is not None:
         log.info("%s already ingested with the same checksum by run %s: nothing to do", path, previous["run_id"])
         return IngestionResult(
@@ -449,7 +453,7 @@ def ingest(
     clashing = sorted({c for c in parsed.header if parsed.header.count(c) > 1 or not c or c in RESERVED_COLUMNS})
     if clashing:
         raise fail(f"unreadable file: duplicate, empty or reserved column name(s) {clashing}; header was {parsed.header}")
-    timings["read"] = time.perf_counter() - t
+    timings["read"] += time.perf_counter() - t
 
     staging_dir = settings.lakehouse_dir / "_staging" / f"{source}-{day}-{uuid.uuid4().hex[:8]}"
     try:
