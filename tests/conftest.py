@@ -71,8 +71,3 @@ def airflow_db():
     airflow = Path(sys.executable).parent / "airflow"
     subprocess.run([str(airflow), "db", "migrate"], check=True, capture_output=True, env=os.environ.copy())
     return os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
-
-
-@pytest.fixture
-def tmp_landing(tmp_path):
-    return tmp_path / "landing"
