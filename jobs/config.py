@@ -48,6 +48,9 @@ class Settings:
     sensor_timeout_s: int = field(metadata={"env": "PIPELINE_SENSOR_TIMEOUT_S", "help": "how long the DAG waits for a landing file"})
     sensor_poke_interval_s: int = field(metadata={"env": "PIPELINE_SENSOR_POKE_INTERVAL_S", "help": "how often the sensor looks"})
     spark_pool: str = field(metadata={"env": "PIPELINE_SPARK_POOL", "help": "Airflow pool (1 slot) that serialises Spark tasks"})
+    feature_label_delay_days: int = field(metadata={"env": "PIPELINE_FEATURE_LABEL_DELAY_DAYS", "help": "delay D of the terminal risk windows (t-(N+D), t-D]"})
+    dbt_target: str = field(metadata={"env": "DBT_TARGET", "help": "dbt target of dbt_project/profiles.yml (`local` = in-process Spark session)"})
+    dbt_threads: int = field(metadata={"env": "DBT_THREADS", "help": "dbt threads (models built concurrently in the one Spark session)"})
 
     # Derived locations: one place that knows the layout of the data directory.
     @property
@@ -78,6 +81,15 @@ class Settings:
     def resolved_mlflow_tracking_uri(self) -> str:
         return self.mlflow_tracking_uri or f"sqlite:///{self.mlflow_dir / 'mlflow.db'}"
 
+    @property
+    def dbt_project_dir(self) -> Path:
+        return REPO_ROOT / "dbt_project"
+
+    @property
+    def dbt_manifest_path(self) -> Path:
+        """The manifest the Airflow DAG renders its dbt tasks from (written by every dbt invocation)."""
+        return self.dbt_project_dir / "target" / "manifest.json"
+
     def landing_file(self, source: str, day: date) -> Path | None:
         """The landing file of ``source`` for ``day`` (CSV preferred, JSON lines accepted), or None."""
         for suffix in (".csv", ".jsonl", ".json"):
@@ -104,6 +116,9 @@ DEFAULTS: dict[str, str] = {
     "PIPELINE_SENSOR_TIMEOUT_S": "21600",
     "PIPELINE_SENSOR_POKE_INTERVAL_S": "300",
     "PIPELINE_SPARK_POOL": "spark",
+    "PIPELINE_FEATURE_LABEL_DELAY_DAYS": "7",
+    "DBT_TARGET": "local",
+    "DBT_THREADS": "1",
 }
 
 _PARSERS = {Path: _path, int: int, float: float, bool: _bool, str: str, date: date.fromisoformat}

@@ -16,7 +16,7 @@ from jobs.config import Settings, get_settings
 
 log = logging.getLogger(__name__)
 
-SCHEMAS = ("bronze", "quarantine", "ops")
+SCHEMAS = ("bronze", "quarantine", "ops", "features")  # dbt creates staging, intermediate, marts
 
 
 class SparkJarsMissing(RuntimeError):
@@ -32,51 +32,79 @@ def delta_jars(settings: Settings) -> list[Path]:
     return jars
 
 
+def spark_conf(settings: Settings | None = None) -> dict[str, str]:
+    """The project's Spark configuration as plain key/values.
+
+    ``get_spark`` builds its session from it, and ``jobs.transform`` hands the same dict to dbt-spark's
+    session connection (``server_side_parameters``), so dbt and the Python jobs see one catalog.
+    """
+    settings = settings or get_settings()
+    jars = delta_jars(settings)
+    log4j = Path(__file__).resolve().parent / "conf" / "log4j2.properties"
+    java_opts = (
+        f"{settings.spark_java_opts} -Dlog4j.configurationFile={log4j} -Dderby.system.home={settings.lakehouse_dir}"
+        f" -Dderby.stream.error.file={settings.lakehouse_dir / 'derby.log'}"
+    ).strip()
+    conf = {
+        "spark.master": settings.spark_master,
+        "spark.app.name": "fraud-pipeline",
+        "spark.jars": ",".join(str(j) for j in jars),
+        "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
+        "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+        "spark.sql.warehouse.dir": str(settings.warehouse_dir),
+        "spark.sql.catalogImplementation": "hive",
+        "spark.hadoop.javax.jdo.option.ConnectionURL": f"jdbc:derby:;databaseName={settings.metastore_dir};create=true",
+        "spark.driver.extraJavaOptions": java_opts,
+        "spark.driver.memory": settings.spark_driver_memory,
+        "spark.sql.shuffle.partitions": str(settings.spark_shuffle_partitions),
+        "spark.default.parallelism": str(max(2, settings.spark_shuffle_partitions)),
+        "spark.ui.enabled": str(settings.spark_ui_enabled).lower(),
+        "spark.ui.showConsoleProgress": "false",
+        "spark.sql.execution.arrow.pyspark.enabled": "true",
+        "spark.sql.session.timeZone": "UTC",
+        "spark.databricks.delta.schema.autoMerge.enabled": "false",
+        # Delta rebuilds a table's snapshot state (a Spark job) on every overwrite, merge and
+        # delete; its default of 50 partitions makes each of those cost ~5 s on 2 cores.
+        "spark.databricks.delta.snapshotPartitions": str(settings.spark_shuffle_partitions),
+        "spark.sql.sources.partitionOverwriteMode": "dynamic",
+    }
+    if settings.spark_master.startswith("local"):
+        # One machine: bind the driver to loopback instead of whatever the hostname resolves to.
+        conf["spark.driver.host"] = "127.0.0.1"
+        conf["spark.driver.bindAddress"] = "127.0.0.1"
+    return conf
+
+
 def get_spark(settings: Settings | None = None, app_name: str = "fraud-pipeline"):
     """Return the process's SparkSession, creating it with the project's configuration if needed."""
     from pyspark.sql import SparkSession
 
     settings = settings or get_settings()
     active = SparkSession.getActiveSession()
-    if active is not None:
-        return active
-    jars = delta_jars(settings)
-    settings.lakehouse_dir.mkdir(parents=True, exist_ok=True)
-    os.environ.setdefault("PYSPARK_PYTHON", os.sys.executable)
-    log4j = Path(__file__).resolve().parent / "conf" / "log4j2.properties"
-    java_opts = f"{settings.spark_java_opts} -Dlog4j.configurationFile={log4j} -Dderby.system.home={settings.lakehouse_dir} -Dderby.stream.error.file={settings.lakehouse_dir / 'derby.log'}"
-    builder = (
-        SparkSession.builder.appName(app_name)
-        .master(settings.spark_master)
-        .config("spark.jars", ",".join(str(j) for j in jars))
-        .config("spark.sql.extensions", "io.delta.sql.DeltaSparkSessionExtension")
-        .config("spark.sql.catalog.spark_catalog", "org.apache.spark.sql.delta.catalog.DeltaCatalog")
-        .config("spark.sql.warehouse.dir", str(settings.warehouse_dir))
-        .config(
-            "spark.hadoop.javax.jdo.option.ConnectionURL",
-            f"jdbc:derby:;databaseName={settings.metastore_dir};create=true",
-        )
-        .config("spark.driver.extraJavaOptions", java_opts)
-        .config("spark.driver.memory", settings.spark_driver_memory)
-        .config("spark.sql.shuffle.partitions", str(settings.spark_shuffle_partitions))
-        .config("spark.default.parallelism", str(max(2, settings.spark_shuffle_partitions)))
-        .config("spark.ui.enabled", str(settings.spark_ui_enabled).lower())
-        .config("spark.ui.showConsoleProgress", "false")
-        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
-        .config("spark.sql.session.timeZone", "UTC")
-        .config("spark.databricks.delta.schema.autoMerge.enabled", "false")
-        .config("spark.sql.sources.partitionOverwriteMode", "dynamic")
-        .enableHiveSupport()
-    )
-    if settings.spark_master.startswith("local"):
-        # One machine: bind the driver to loopback instead of whatever the hostname resolves to.
-        builder = builder.config("spark.driver.host", "127.0.0.1").config("spark.driver.bindAddress", "127.0.0.1")
-    spark = builder.getOrCreate()
-    spark.sparkContext.setLogLevel("WARN")
+    if active is None:
+        settings.lakehouse_dir.mkdir(parents=True, exist_ok=True)
+        os.environ.setdefault("PYSPARK_PYTHON", os.sys.executable)
+        builder = SparkSession.builder
+        for key, value in {**spark_conf(settings), "spark.app.name": app_name}.items():
+            builder = builder.config(key, value)
+        active = builder.enableHiveSupport().getOrCreate()
+        active.sparkContext.setLogLevel("WARN")
+        log.info("SparkSession ready: master=%s lakehouse=%s", settings.spark_master, settings.lakehouse_dir)
+    ensure_schemas(active, settings)
+    return active
+
+
+_schemas_ready: set[str] = set()
+
+
+def ensure_schemas(spark, settings: Settings | None = None) -> None:
+    """Create the project's schemas (each at ``<lakehouse>/<schema>``) once per process."""
+    settings = settings or get_settings()
     for schema in SCHEMAS:
-        spark.sql(f"CREATE SCHEMA IF NOT EXISTS {schema} LOCATION '{settings.lakehouse_dir / schema}'")
-    log.info("SparkSession ready: master=%s lakehouse=%s", settings.spark_master, settings.lakehouse_dir)
-    return spark
+        location = settings.lakehouse_dir / schema
+        if str(location) not in _schemas_ready:
+            spark.sql(f"CREATE SCHEMA IF NOT EXISTS {schema} LOCATION '{location}'")
+            _schemas_ready.add(str(location))
 
 
 def stop_spark() -> None:
