@@ -1,0 +1,201 @@
+"""Point-in-time features: the Spark job equals a brute-force reference, exactly, and never leaks.
+
+The reference below recomputes every feature by scanning the whole history for each transaction;
+it shares no code with the job (nor with the serving path, which is compared too).
+"""
+
+from __future__ import annotations
+
+from collections import namedtuple
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+
+from jobs.feature_registry import FEATURE_NAMES, online_features
+
+DELAY = 7
+BASE = datetime(2026, 2, 1, tzinfo=timezone.utc)
+Tx = namedtuple("Tx", "transaction_id tx_datetime customer_id terminal_id cents reported_at")
+
+
+def reference_features(rows: list[Tx], delay: int = DELAY, targets: list[Tx] | None = None) -> dict[str, dict]:
+    """Every feature of every target row (default: all rows), by brute force over ``rows``."""
+    out = {}
+    for r in rows if targets is None else targets:
+        t = r.tx_datetime
+        f = {
+            "tx_amount": r.cents / 100,
+            "tx_during_weekend": 1 if t.weekday() in (5, 6) else 0,
+            "tx_during_night": 1 if t.hour <= 6 else 0,
+        }
+        for n in (1, 7, 30):
+            mine = [x.cents for x in rows if x.customer_id == r.customer_id and t - timedelta(days=n) < x.tx_datetime <= t]
+            f[f"customer_nb_tx_{n}d"] = len(mine)
+            f[f"customer_avg_amount_{n}d"] = sum(mine) / len(mine) / 100
+        f["customer_amount_ratio_30d"] = (r.cents / 100) / f["customer_avg_amount_30d"] if f["customer_avg_amount_30d"] else 1.0
+        for n in (1, 7, 30):
+            lo, hi = t - timedelta(days=n + delay), t - timedelta(days=delay)
+            window = [x for x in rows if x.terminal_id == r.terminal_id and lo < x.tx_datetime <= hi]
+            known = [x for x in window if x.reported_at is not None and x.reported_at <= t]
+            f[f"terminal_nb_tx_{n}d"] = len(window)
+            f[f"terminal_risk_{n}d"] = len(known) / len(window) if window else 0.0
+        out[r.transaction_id] = f
+    return out
+
+
+def spark_features(spark, rows: list[Tx], delay: int = DELAY) -> dict[str, dict]:
+    from jobs.features import compute_features
+
+    frame = spark.createDataFrame(
+        [(r.transaction_id, r.tx_datetime, r.customer_id, r.terminal_id, r.cents / 100, r.reported_at, BASE.date(), True) for r in rows],
+        "transaction_id string, tx_datetime timestamp, customer_id string, terminal_id string, tx_amount double, "
+        "reported_at timestamp, batch_date date, is_target boolean",
+    )
+    return {row["transaction_id"]: {k: row[k] for k in FEATURE_NAMES} for row in compute_features(frame, delay).collect()}
+
+
+def serving_features(rows: list[Tx], delay: int = DELAY) -> dict[str, dict]:
+    out = {}
+    for r in rows:
+        customer = [(x.tx_datetime, x.cents / 100) for x in rows if x.customer_id == r.customer_id and x is not r and x.tx_datetime <= r.tx_datetime]
+        terminal = [(x.tx_datetime, x.reported_at) for x in rows if x.terminal_id == r.terminal_id]
+        out[r.transaction_id] = online_features(r.tx_datetime, r.cents / 100, customer, terminal, delay)
+    return out
+
+
+# Times on and around window edges: whole days apart, a second or a microsecond off, night hours.
+_SECONDS = st.sampled_from([0, 1, 6 * 3600 + 3599, 7 * 3600, 12 * 3600, 86399])
+_MICROS = st.sampled_from([0, 1, 999_999])
+
+
+@st.composite
+def histories(draw, max_rows: int = 24) -> list[Tx]:
+    n = draw(st.integers(1, max_rows))
+    rows = []
+    for i in range(n):
+        ts = BASE + timedelta(days=draw(st.integers(0, 40)), seconds=draw(_SECONDS), microseconds=draw(_MICROS))
+        reported = draw(
+            st.one_of(
+                st.none(),
+                st.builds(lambda d, s: ts + timedelta(days=d, seconds=s), st.integers(0, 12), st.sampled_from([0, 1, 3600])),
+            )
+        )
+        rows.append(
+            Tx(
+                f"tx{i:03d}",
+                ts,
+                draw(st.sampled_from(["c1", "c2", "c3"])),
+                draw(st.sampled_from(["t1", "t2"])),
+                draw(st.integers(0, 300_000)),
+                reported,
+            )
+        )
+    return rows
+
+
+@hsettings(max_examples=25, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(rows=histories())
+def test_spark_features_equal_reference_and_serving_exactly(spark, rows):
+    expected = reference_features(rows)
+    assert spark_features(spark, rows) == expected
+    assert serving_features(rows) == expected
+
+
+@hsettings(max_examples=8, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(rows=histories(max_rows=16), later=histories(max_rows=6), data=st.data())
+def test_later_transactions_and_reports_never_change_earlier_features(spark, rows, later, data):
+    cutoff = data.draw(st.sampled_from(sorted(r.tx_datetime for r in rows)))
+    before = spark_features(spark, rows)
+    changed = []
+    for r in rows:
+        if r.tx_datetime > cutoff:  # a later transaction: anything about it may change
+            r = r._replace(cents=data.draw(st.integers(0, 300_000)), customer_id=data.draw(st.sampled_from(["c1", "c2"])))
+        if data.draw(st.booleans()):  # any report filed after the cutoff may appear, move or vanish
+            if r.reported_at is None or r.reported_at > cutoff:
+                late = cutoff + timedelta(microseconds=1, days=data.draw(st.integers(0, 5)))
+                r = r._replace(reported_at=data.draw(st.sampled_from([None, max(late, r.tx_datetime)])))
+        changed.append(r)
+    # New transactions after the cutoff, on the same customers and terminals.
+    for i, x in enumerate(later):
+        changed.append(x._replace(transaction_id=f"late{i}", tx_datetime=cutoff + (x.tx_datetime - BASE) + timedelta(microseconds=1)))
+    after = spark_features(spark, changed)
+    for r in rows:
+        if r.tx_datetime <= cutoff:
+            assert after[r.transaction_id] == before[r.transaction_id], r.transaction_id
+
+
+# --------------------------------------------------------------------------------------------
+# the job on the marts
+
+
+@pytest.fixture(scope="module")
+def marts(history, settings, spark):
+    from jobs.transform import run_dbt
+
+    run_dbt(["run", "--select", "+fct_transactions", "--quiet"], settings, vars={"as_of": str(history[-1])})
+    return history
+
+
+def test_build_features_matches_reference_and_backfill_rewrites_one_date(marts, settings, spark):
+    from jobs.features import FEATURES_TABLE, build_features
+
+    days = marts
+    last, previous = days[-1], days[-2]
+    first_summary = build_features(previous, settings=settings)
+    summary = build_features(last, settings=settings)
+    accepted = spark.sql(f"SELECT count(*) AS n FROM bronze.transactions WHERE batch_date = DATE'{last}'").collect()[0]["n"]
+    assert summary["rows"] == accepted > 0 and first_summary["rows"] > 0
+
+    history_rows = [
+        Tx(r["transaction_id"], r["tx_datetime"], r["customer_id"], r["terminal_id"], round(r["tx_amount"] * 100), r["reported_at"])
+        for r in spark.sql(
+            f"SELECT * FROM marts.fct_transactions WHERE tx_datetime > TIMESTAMP'{days[0] - timedelta(days=40)}' "
+            f"AND tx_datetime < TIMESTAMP'{last + timedelta(days=1)}'"
+        ).collect()
+    ]
+    targets = [r for r in history_rows if r.tx_datetime.date() == last]
+    expected = reference_features(history_rows, settings.feature_label_delay_days, targets)
+    stored = spark.sql(f"SELECT * FROM {FEATURES_TABLE} WHERE batch_date = DATE'{last}'").collect()
+    assert len(stored) == accepted
+    for row in stored:
+        assert {k: row[k] for k in FEATURE_NAMES} == expected[row["transaction_id"]], row["transaction_id"]
+    assert {row["feature_set_version"] for row in stored} == {summary["feature_set_version"]}
+
+    # A backfill of the previous day rewrites that partition only.
+    stamps = lambda day: {r["computed_at"] for r in spark.sql(f"SELECT computed_at FROM {FEATURES_TABLE} WHERE batch_date = DATE'{day}'").collect()}
+    last_before, previous_before = stamps(last), stamps(previous)
+    build_features(previous, settings=settings, write_state=False)
+    assert stamps(last) == last_before
+    assert stamps(previous) != previous_before
+    count = spark.sql(f"SELECT count(*) AS n FROM {FEATURES_TABLE} WHERE batch_date = DATE'{previous}'").collect()[0]["n"]
+    assert count == first_summary["rows"]  # replaced, not appended
+
+    # The online state holds each entity's recent events, as of the end of the day.
+    state = spark.sql(f"SELECT * FROM features.customer_state WHERE state_date = DATE'{last}'").collect()
+    end = datetime.combine(last + timedelta(days=1), datetime.min.time())
+    assert state and all(
+        e["tx_datetime"] < end and e["tx_datetime"] >= end - timedelta(days=30) for row in state for e in row["events"]
+    )
+    n_events = sum(len(row["events"]) for row in state)
+    in_window = spark.sql(
+        f"SELECT count(*) AS n FROM marts.fct_transactions WHERE tx_datetime >= TIMESTAMP'{end - timedelta(days=30)}' AND tx_datetime < TIMESTAMP'{end}'"
+    ).collect()[0]["n"]
+    assert n_events == in_window
+
+
+def test_feature_validation_passes_the_job_output_and_names_what_breaks(marts, settings, spark):
+    from jobs.feature_validation import validate_feature_partition, validate_frame
+    from jobs.features import FEATURES_TABLE, build_features
+
+    day = marts[-1]
+    build_features(day, settings=settings, write_state=False)
+    assert validate_feature_partition(day, settings=settings)["success"]
+
+    frame = spark.sql(f"SELECT * FROM {FEATURES_TABLE} WHERE batch_date = DATE'{day}'").toPandas()
+    broken = frame.copy()
+    broken.loc[0, "terminal_risk_7d"] = 1.5
+    broken.loc[1, "customer_nb_tx_1d"] = None
+    result = validate_frame(broken, expected_rows=len(frame) + 1)
+    failed = {rule for rule, outcome in result["rules"].items() if not outcome["success"]}
+    assert failed == {"terminal_risk_7d_in_range", "customer_nb_tx_1d_not_null", "rows_equal_accepted_transactions"}
