@@ -68,6 +68,20 @@ TABLES: dict[str, str] = {
 
 PARTITIONS = {name: "batch_date" for name in TABLES if not name.startswith("ops.")}
 
+# What `python -m jobs.lakehouse` reports: the tables above plus those written by reference
+# ingestion, dbt and the feature job.
+REPORT_TABLES = [
+    *TABLES,
+    "bronze.customers",
+    "bronze.terminals",
+    "marts.fct_transactions",
+    "marts.dim_customers",
+    "marts.dim_terminals",
+    "features.transaction_features",
+    "features.customer_state",
+    "features.terminal_state",
+]
+
 
 def ensure_table(spark, name: str) -> None:
     """Create ``name`` as a Delta table if it does not exist yet."""
@@ -115,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--table", action="store_true", help="also print a human-readable table")
     args = parser.parse_args(argv)
     spark = get_spark(app_name="lakehouse-report")
-    counts = table_counts(spark)
+    counts = table_counts(spark, REPORT_TABLES)
     report = {name: {"rows": rows, "version": table_version(spark, name)} for name, rows in counts.items()}
     totals = reconciliation(spark)
     if args.table:

@@ -1,6 +1,6 @@
 """Run a DAG for a range of days through Airflow's dag.test(), in one process.
 
-    python scripts/run_dag_days.py ingest_daily 2026-01-01 2026-01-03
+    python scripts/run_dag_days.py data_pipeline 2026-01-01 2026-01-03
 
 Same as `airflow dags test <dag> <day>` per day, but the Spark JVM started by the first run is
 reused by the next ones (a cold JVM costs about a minute on 2 cores). Exits non-zero if a run or
@@ -32,7 +32,8 @@ def main(argv: list[str]) -> int:
         run = dag.test(logical_date=datetime(day.year, day.month, day.day, tzinfo=timezone.utc))
         states = {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
         ok = run.state == "success" and states and all(s == "success" for s in states.values())
-        print(f"{dag_id} {day}: {run.state} {states}", flush=True)
+        bad = {k: v for k, v in states.items() if v != "success"}
+        print(f"{dag_id} {day}: {run.state}, {len(states) - len(bad)}/{len(states)} tasks succeeded {bad or ''}".rstrip(), flush=True)
         if not ok:
             return 1
         day += timedelta(days=1)

@@ -52,20 +52,39 @@ def test_every_task_has_owner_and_retries(dagbag):
             assert task.retries >= 1, f"{dag.dag_id}.{task.task_id} has no retries"
 
 
-def test_ingest_daily_shape(dagbag, settings):
-    dag = dagbag.dags["ingest_daily"]
+def test_data_pipeline_shape(dagbag, settings):
+    dag = dagbag.dags["data_pipeline"]
     downstream = {t.task_id: set(t.downstream_task_ids) for t in dag.tasks}
-    assert downstream == {
-        "wait_for_landing_files": {"ingest_transactions"},
-        "ingest_transactions": {"ingest_fraud_reports"},
-        "ingest_fraud_reports": set(),
-    }
+    assert downstream["wait_for_landing_files"] == {"ingest_transactions"}
+    assert downstream["ingest_transactions"] == {"ingest_fraud_reports"}
+    assert downstream["ingest_fraud_reports"] == {"ingest_reference_data"}
+    assert "dbt.dbt_producer_watcher" in downstream["ingest_reference_data"]
+    assert downstream["build_features"] == {"validate_features"}
     sensor = dag.get_task("wait_for_landing_files")
     assert sensor.mode == "reschedule" and sensor.timeout == settings.sensor_timeout_s
-    for task_id in ("ingest_transactions", "ingest_fraud_reports"):
-        task = dag.get_task(task_id)
-        assert task.pool == settings.spark_pool
-        assert [a.name for a in task.outlets] == [f"bronze.{task_id.removeprefix('ingest_')}"]
+    # Every dbt model has its own run task and tests task; only the one producer runs dbt (and Spark).
+    import json
+
+    manifest = json.loads(settings.dbt_manifest_path.read_text())
+    models = {n["name"] for n in manifest["nodes"].values() if n["resource_type"] == "model"}
+    assert {f"dbt.{m}.run" for m in models} <= set(downstream)
+    assert {f"dbt.{m}.test" for m in models} <= set(downstream)
+    from airflow.sdk import BaseSensorOperator
+
+    sensors = [t for t in dag.tasks if t.task_id.startswith("dbt.") and isinstance(t, BaseSensorOperator)]
+    assert len(sensors) == 2 * len(models)
+    assert all(s.mode == "reschedule" and not s.deferrable for s in sensors)  # dag.test() runs tasks one at a time
+    spark_tasks = {t.task_id for t in dag.tasks if t.pool == settings.spark_pool}
+    assert spark_tasks == {
+        "ingest_transactions", "ingest_fraud_reports", "ingest_reference_data",
+        "dbt.dbt_producer_watcher", "build_features", "validate_features",
+    }
+    # The feature Asset is updated only once validation passed; the dbt run labels as of the run date.
+    assert [a.name for a in dag.get_task("validate_features").outlets] == ["features.transaction_features"]
+    assert dag.get_task("build_features").outlets == []
+    producer = dag.get_task("dbt.dbt_producer_watcher")
+    assert producer.vars == {"as_of": "{{ ds }}"}
+    assert producer.exclude == "resource_type:unit_test"  # unit tests check SQL logic: CI, not daily runs
     assert dag.max_active_runs == 1
 
 

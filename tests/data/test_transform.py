@@ -76,3 +76,31 @@ def test_incremental_history_equals_full_refresh_and_labels_follow_reports(histo
         assert (row["label_status"], row["label_available_at"]) == (expected, available), tx["transaction_id"]
         statuses.add(expected)
     assert statuses == {"fraud", "genuine", "pending"}
+
+
+def test_dbt_unit_tests_pass(history, settings):
+    result = run_dbt(["test", "--select", "test_type:unit", "--quiet"], settings)
+    outcomes = {r.node.name: str(r.status) for r in result.result.results}
+    assert len(outcomes) == 2 and set(outcomes.values()) == {"pass"}, outcomes
+
+
+def test_source_freshness_and_docs_generate(history, settings, spark):
+    import json
+
+    result = run_dbt(["source", "freshness", "--quiet"], settings)
+    checked = {r.node.name: str(r.status) for r in result.result.results}
+    assert checked == {"transactions": "pass", "fraud_reports": "pass"}  # just ingested; references have no freshness
+
+    run_dbt(["docs", "generate", "--quiet"], settings)
+    target = settings.dbt_project_dir / "target"
+    catalog = json.loads((target / "catalog.json").read_text())
+    fct = catalog["nodes"]["model.fraud_pipeline.fct_transactions"]
+    assert {"label_status", "label_available_at", "reported_at"} <= set(fct["columns"])
+    manifest = json.loads((target / "manifest.json").read_text())
+    models = [n for n in manifest["nodes"].values() if n["resource_type"] == "model"]
+    assert len(models) == 8 and all(m["description"] for m in models)
+    # Every column that exists in the warehouse is described in the YAML.
+    for m in models:
+        described = {c for c, col in m["columns"].items() if col["description"]}
+        actual = set(catalog["nodes"][m["unique_id"]]["columns"])
+        assert actual <= described, (m["name"], actual - described)

@@ -1,0 +1,139 @@
+"""data_pipeline: the daily batch, from landing files to validated features.
+
+wait for the day's files -> ingest transactions -> ingest fraud reports -> reference snapshots
+-> dbt build (one task per model and per model's tests) -> features -> feature validation -> Asset.
+
+Thin by design: every task calls one function of ``jobs``. The batch date is the run's logical date
+(``ds``); scheduled runs use data intervals, so the run for day D starts after D ends, and a backfill
+of an old date recomputes that date only. Spark work goes through the one-slot ``spark`` pool.
+
+dbt runs with astronomer-cosmos's watcher execution mode: one producer task runs ``dbt build`` once,
+in-process, in one Spark session, and a sensor per model (and per model's tests) reports that node's
+outcome, so every model shows as its own task without a JVM start per model.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pendulum
+from airflow.sdk import Asset, BaseSensorOperator, dag, task
+from airflow.timetables.interval import CronDataIntervalTimetable
+from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
+from cosmos.constants import ExecutionMode, InvocationMode, LoadMode, TestBehavior
+
+from jobs.config import get_settings
+from jobs.transform import PROFILE_NAME, dbt_env
+
+settings = get_settings()
+
+
+def _asset(table: str) -> Asset:
+    schema, name = table.split(".")
+    return Asset(name=table, uri=f"file://{settings.lakehouse_dir}/{schema}/{name}")
+
+
+BRONZE_TRANSACTIONS = _asset("bronze.transactions")
+BRONZE_FRAUD_REPORTS = _asset("bronze.fraud_reports")
+TRANSACTION_FEATURES = _asset("features.transaction_features")
+
+DBT_SENSOR_POKE_S = 10
+
+DEFAULT_ARGS = {
+    "owner": "data-platform",
+    "retries": 2,
+    "retry_delay": timedelta(minutes=2),
+    "retry_exponential_backoff": True,
+}
+
+
+@dag(
+    dag_id="data_pipeline",
+    description="Daily: validated ingestion, dbt marts, point-in-time features, feature validation",
+    schedule=CronDataIntervalTimetable("0 0 * * *", timezone="UTC"),
+    start_date=pendulum.instance(settings.start_datetime),
+    catchup=settings.catchup,
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    tags=["ingestion", "dbt", "features"],
+    doc_md=__doc__,
+)
+def data_pipeline():
+    @task.sensor(
+        poke_interval=settings.sensor_poke_interval_s,
+        timeout=settings.sensor_timeout_s,
+        mode="reschedule",  # frees the worker slot between pokes; a timeout is not retried
+    )
+    def wait_for_landing_files(ds: str | None = None) -> bool:
+        from jobs.ingest import landing_files_ready
+
+        return landing_files_ready(pendulum.parse(ds).date())
+
+    @task(pool=settings.spark_pool, outlets=[BRONZE_TRANSACTIONS])
+    def ingest_transactions(ds: str | None = None, run_id: str | None = None) -> dict:
+        from jobs.ingest import ingest_batch
+
+        return ingest_batch(ds, "transactions", run_id=run_id)
+
+    @task(pool=settings.spark_pool, outlets=[BRONZE_FRAUD_REPORTS])
+    def ingest_fraud_reports(ds: str | None = None, run_id: str | None = None) -> dict:
+        from jobs.ingest import ingest_batch
+
+        return ingest_batch(ds, "fraud_reports", run_id=run_id)
+
+    @task(pool=settings.spark_pool)
+    def ingest_reference_data(ds: str | None = None, run_id: str | None = None) -> dict:
+        from jobs.reference import ingest_references
+
+        return ingest_references(ds, run_id=run_id)
+
+    dbt = DbtTaskGroup(
+        group_id="dbt",
+        project_config=ProjectConfig(
+            dbt_project_path=settings.dbt_project_dir,
+            manifest_path=settings.dbt_manifest_path,
+            install_dbt_deps=False,
+            env_vars=dbt_env(settings),
+        ),
+        profile_config=ProfileConfig(
+            profile_name=PROFILE_NAME,
+            target_name=settings.dbt_target,
+            profiles_yml_filepath=settings.dbt_project_dir / "profiles.yml",
+        ),
+        execution_config=ExecutionConfig(
+            execution_mode=ExecutionMode.WATCHER, invocation_mode=InvocationMode.DBT_RUNNER
+        ),
+        # dbt unit tests check the SQL logic, not the day's data: they run in CI (make test), not daily.
+        render_config=RenderConfig(
+            load_method=LoadMode.DBT_MANIFEST, test_behavior=TestBehavior.AFTER_EACH, exclude=["resource_type:unit_test"]
+        ),
+        operator_args={"vars": {"as_of": "{{ ds }}"}, "install_deps": False},
+    )
+    for dbt_task in dbt.iter_tasks():
+        if dbt_task.task_id.endswith("dbt_producer_watcher"):
+            dbt_task.pool = settings.spark_pool  # only the producer runs dbt (and Spark)
+        elif isinstance(dbt_task, BaseSensorOperator):
+            # Per-model sensors poke the producer's XCom and give their worker slot back between
+            # pokes (reschedule mode) instead of deferring to the triggerer: the same behaviour
+            # in the scheduler and in `dag.test()`, which runs tasks one at a time.
+            dbt_task.deferrable = False
+            dbt_task.mode = "reschedule"
+            dbt_task.poke_interval = DBT_SENSOR_POKE_S
+
+    @task(pool=settings.spark_pool)
+    def build_features(ds: str | None = None) -> dict:
+        from jobs.features import build_features as build
+
+        return build(ds)
+
+    @task(pool=settings.spark_pool, outlets=[TRANSACTION_FEATURES])
+    def validate_features(ds: str | None = None) -> dict:
+        from jobs.feature_validation import validate_feature_partition
+
+        return validate_feature_partition(ds)
+
+    ingested = wait_for_landing_files() >> ingest_transactions() >> ingest_fraud_reports() >> ingest_reference_data()
+    ingested >> dbt >> build_features() >> validate_features()
+
+
+data_pipeline()
