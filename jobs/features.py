@@ -188,7 +188,8 @@ def _write_state(spark, day: date, delay_days: int) -> dict[str, int]:
         frame = frame.select(*spark.table(table).columns)
         _replace_partition(spark, frame, table, f"state_date = '{day}'")
         latest = spark.table(table).agg(F.max("state_date")).collect()[0][0]
-        spark.sql(f"DELETE FROM {table} WHERE state_date < DATE'{latest - timedelta(days=STATE_RETENTION_DAYS)}'")
+        if day >= latest:  # prune when writing the newest state; a backfill of an old day prunes nothing
+            spark.sql(f"DELETE FROM {table} WHERE state_date < DATE'{day - timedelta(days=STATE_RETENTION_DAYS)}'")
         counts[table] = spark.table(table).where(F.col("state_date") == F.lit(day)).count()
     return counts
 
