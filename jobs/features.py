@@ -22,6 +22,7 @@ import time
 from datetime import date, datetime, timedelta, timezone
 
 from jobs.config import Settings, get_settings
+from jobs.lakehouse import replace_where
 from jobs.feature_registry import (
     CUSTOMER_WINDOWS,
     FEATURE_NAMES,
@@ -135,15 +136,6 @@ def _ensure_tables(spark) -> None:
     )
 
 
-def _replace_partition(spark, frame, table: str, predicate: str) -> None:
-    """Overwrite the rows of ``table`` matching ``predicate`` with ``frame`` in one Delta commit.
-
-    Written by path: the metastore entry never changes, so Hive is not asked to alter the table.
-    """
-    location = spark.sql(f"DESCRIBE DETAIL {table}").collect()[0]["location"]
-    frame.write.format("delta").mode("overwrite").option("replaceWhere", predicate).save(location)
-
-
 def _history_for(spark, day: date, delay_days: int):
     """The day's rows flagged as targets, plus every transaction their windows can reach."""
     from pyspark.sql import functions as F
@@ -186,7 +178,7 @@ def _write_state(spark, day: date, delay_days: int) -> dict[str, int]:
     for table, frame in ((CUSTOMER_STATE_TABLE, customer), (TERMINAL_STATE_TABLE, terminal)):
         frame = frame.withColumn("state_date", F.lit(day)).withColumn("feature_set_version", F.lit(FEATURE_SET_VERSION))
         frame = frame.select(*spark.table(table).columns)
-        _replace_partition(spark, frame, table, f"state_date = '{day}'")
+        replace_where(spark, frame, table, f"state_date = '{day}'")
         latest = spark.table(table).agg(F.max("state_date")).collect()[0][0]
         if day >= latest:  # prune when writing the newest state; a backfill of an old day prunes nothing
             spark.sql(f"DELETE FROM {table} WHERE state_date < DATE'{day - timedelta(days=STATE_RETENTION_DAYS)}'")
@@ -219,7 +211,7 @@ def build_features(day: date | str, settings: Settings | None = None, write_stat
         written = features.count()
         if written != n_targets:
             raise RuntimeError(f"features for {day}: computed {written} rows for {n_targets} transactions")
-        _replace_partition(spark, features, FEATURES_TABLE, f"batch_date = '{day}'")
+        replace_where(spark, features, FEATURES_TABLE, f"batch_date = '{day}'")
     finally:
         features.unpersist()
     summary = {

@@ -349,16 +349,15 @@ def _write_bronze(spark, spec: SourceSpec, valid: pd.DataFrame, header: list[str
 def _write_quarantine(spark, spec: SourceSpec, rows: list[dict], header: list[str], day: date, lineage) -> int:
     from pyspark.sql import functions as F
 
-    from jobs.lakehouse import ensure_table, table_version
+    from jobs.lakehouse import ensure_table, replace_where, table_version
 
     ensure_table(spark, spec.quarantine_table)
     schema = ", ".join(["raw_line string", "reasons array<string>", "line_number int", "_parsed boolean"] + [f"`{c}` string" for c in header])
     sdf = spark.createDataFrame(rows, schema)
     sdf = sdf.withColumn("raw_values", F.when(F.col("_parsed"), _string_map(header)))
     sdf = lineage(sdf).select(*spark.table(spec.quarantine_table).columns)
-    # One atomic commit replaces the day's quarantine rows (path write: no Hive schema round-trip).
-    location = spark.sql(f"DESCRIBE DETAIL {spec.quarantine_table}").collect()[0]["location"]
-    sdf.write.format("delta").mode("overwrite").option("replaceWhere", f"batch_date = '{day.isoformat()}'").save(location)
+    # One atomic commit replaces the day's quarantine rows.
+    replace_where(spark, sdf, spec.quarantine_table, f"batch_date = '{day.isoformat()}'")
     return table_version(spark, spec.quarantine_table)
 
 

@@ -89,6 +89,15 @@ def ensure_table(spark, name: str) -> None:
     spark.sql(f"CREATE TABLE IF NOT EXISTS {name} ({TABLES[name]}) USING DELTA {partition}")
 
 
+def replace_where(spark, frame, table: str, predicate: str) -> None:
+    """Overwrite the rows of ``table`` matching ``predicate`` with ``frame`` in one Delta commit.
+
+    Written by path, so the metastore entry never changes and Hive is not asked to alter the table.
+    """
+    location = spark.sql(f"DESCRIBE DETAIL {table}").collect()[0]["location"]
+    frame.write.format("delta").mode("overwrite").option("replaceWhere", predicate).save(location)
+
+
 def table_version(spark, name: str) -> int | None:
     """Latest Delta version of ``name`` (None if the table does not exist)."""
     if not spark.catalog.tableExists(name):

@@ -95,6 +95,7 @@ def ingest_reference(name: str, day: date, settings: Settings | None = None, run
     from pyspark.sql import functions as F
 
     from jobs.ingest import _append_log
+    from jobs.lakehouse import replace_where
     from jobs.spark import get_spark
 
     spark = get_spark(settings, app_name=f"reference-{name}")
@@ -147,8 +148,7 @@ def ingest_reference(name: str, day: date, settings: Settings | None = None, run
          str(path), checksum, day, int(r["line_number"]), started, run_id)
         for r in bad.to_dict("records")
     ]
-    (spark.createDataFrame(q_rows, q_schema).write.format("delta").mode("overwrite")
-     .option("replaceWhere", f"reference = '{name}'").saveAsTable(QUARANTINE_TABLE))
+    replace_where(spark, spark.createDataFrame(q_rows, q_schema), QUARANTINE_TABLE, f"reference = '{name}'")
     read, accepted, quarantined = len(frame), len(good), len(bad)
     assert read == accepted + quarantined, "reference rows do not reconcile"
     _append_log(spark, {
