@@ -32,8 +32,8 @@ ROWS_PER_CUSTOMER_DAY = 1.94  # see bench/ingest.py
 DAY_US = 86_400_000_000
 
 
-def reference_features_numpy(frame, day: date, delay: int):
-    """Every feature of the rows of ``day`` with sorted-key searches (no Spark): the bench's reference."""
+def reference_features_numpy(frame, day: date | None, delay: int):
+    """Every feature of the rows of ``day`` (all rows if None) with sorted-key searches (no Spark)."""
     import numpy as np
     import pandas as pd
 
@@ -44,7 +44,7 @@ def reference_features_numpy(frame, day: date, delay: int):
     rel = ts - t0
     big = np.int64(10) ** 13  # > any relative time span we use
     cents = np.round(frame["tx_amount"].to_numpy() * 100).astype(np.int64)
-    target = (frame["batch_date"] == day).to_numpy()
+    target = np.ones(len(frame), dtype=bool) if day is None else (frame["batch_date"] == day).to_numpy()
     out = pd.DataFrame({"transaction_id": frame["transaction_id"].to_numpy()})
     when = frame["tx_datetime"].dt
     out["tx_amount"] = frame["tx_amount"].to_numpy()

@@ -29,8 +29,7 @@ settings = get_settings()
 
 
 def _asset(table: str) -> Asset:
-    schema, name = table.split(".")
-    return Asset(name=table, uri=f"file://{settings.lakehouse_dir}/{schema}/{name}")
+    return Asset(name=table, uri=settings.table_uri(table))
 
 
 BRONZE_TRANSACTIONS = _asset("bronze.transactions")

@@ -51,6 +51,22 @@ class Settings:
     feature_label_delay_days: int = field(metadata={"env": "PIPELINE_FEATURE_LABEL_DELAY_DAYS", "help": "delay D of the terminal risk windows (t-(N+D), t-D]"})
     dbt_target: str = field(metadata={"env": "DBT_TARGET", "help": "dbt target of dbt_project/profiles.yml (`local` = in-process Spark session)"})
     dbt_threads: int = field(metadata={"env": "DBT_THREADS", "help": "dbt threads (models built concurrently in the one Spark session)"})
+    model_name: str = field(metadata={"env": "PIPELINE_MODEL_NAME", "help": "registered model name in MLflow"})
+    train_days: int = field(metadata={"env": "PIPELINE_TRAIN_DAYS", "help": "training window (days)"})
+    gap_days: int = field(metadata={"env": "PIPELINE_GAP_DAYS", "help": "gap between training and test windows (days; = the label delay)"})
+    test_days: int = field(metadata={"env": "PIPELINE_TEST_DAYS", "help": "test window (days); also the length of each validation fold"})
+    tune_folds: int = field(metadata={"env": "PIPELINE_TUNE_FOLDS", "help": "prequential validation folds used by tuning"})
+    tune_trials: int = field(metadata={"env": "PIPELINE_TUNE_TRIALS", "help": "Ray Tune trials per training"})
+    tune_concurrency: int = field(metadata={"env": "PIPELINE_TUNE_CONCURRENCY", "help": "concurrent trials (1 = reproducible best configuration)"})
+    ray_num_cpus: int = field(metadata={"env": "PIPELINE_RAY_NUM_CPUS", "help": "CPUs of the local Ray instance (0 = all)"})
+    seed: int = field(metadata={"env": "PIPELINE_SEED", "help": "seed of the searcher, LightGBM and the baseline"})
+    training_config: Path = field(metadata={"env": "PIPELINE_TRAINING_CONFIG", "help": "search space, ASHA and evaluation settings (YAML)"})
+    promotion_margin: float = field(metadata={"env": "PIPELINE_PROMOTION_MARGIN", "help": "average-precision gain a challenger needs over the champion"})
+    slice_margin: float = field(metadata={"env": "PIPELINE_SLICE_MARGIN", "help": "AUC drop that flags a slice (vs overall) or a slice regression (vs champion)"})
+    min_auc: float = field(metadata={"env": "PIPELINE_MIN_AUC", "help": "absolute AUC a first model needs to be promoted"})
+    min_ap: float = field(metadata={"env": "PIPELINE_MIN_AP", "help": "absolute average precision a first model needs"})
+    auto_approve: bool = field(metadata={"env": "PIPELINE_AUTO_APPROVE", "help": "skip the human approval of a promotion (demo and tests only)"})
+    model_owner: str = field(metadata={"env": "PIPELINE_MODEL_OWNER", "help": "owner named on the model card"})
 
     # Derived locations: one place that knows the layout of the data directory.
     @property
@@ -80,6 +96,20 @@ class Settings:
     @property
     def resolved_mlflow_tracking_uri(self) -> str:
         return self.mlflow_tracking_uri or f"sqlite:///{self.mlflow_dir / 'mlflow.db'}"
+
+    def table_uri(self, table: str) -> str:
+        """URI of a lakehouse table as an Airflow Asset (``schema.name`` -> file://.../schema/name)."""
+        schema, name = table.split(".")
+        return f"file://{self.lakehouse_dir}/{schema}/{name}"
+
+    @property
+    def training_dir(self) -> Path:
+        """Training sets, tuning results and reports, one folder per training run."""
+        return self.data_dir / "training"
+
+    @property
+    def ray_dir(self) -> Path:
+        return self.data_dir / "ray"
 
     @property
     def dbt_project_dir(self) -> Path:
@@ -119,6 +149,22 @@ DEFAULTS: dict[str, str] = {
     "PIPELINE_FEATURE_LABEL_DELAY_DAYS": "7",
     "DBT_TARGET": "local",
     "DBT_THREADS": "1",
+    "PIPELINE_MODEL_NAME": "fraud_detector",
+    "PIPELINE_TRAIN_DAYS": "21",
+    "PIPELINE_GAP_DAYS": "7",
+    "PIPELINE_TEST_DAYS": "7",
+    "PIPELINE_TUNE_FOLDS": "3",
+    "PIPELINE_TUNE_TRIALS": "20",
+    "PIPELINE_TUNE_CONCURRENCY": "1",
+    "PIPELINE_RAY_NUM_CPUS": "0",
+    "PIPELINE_SEED": "42",
+    "PIPELINE_TRAINING_CONFIG": "jobs/conf/training.yaml",
+    "PIPELINE_PROMOTION_MARGIN": "0.005",
+    "PIPELINE_SLICE_MARGIN": "0.05",
+    "PIPELINE_MIN_AUC": "0.85",
+    "PIPELINE_MIN_AP": "0.5",
+    "PIPELINE_AUTO_APPROVE": "false",
+    "PIPELINE_MODEL_OWNER": "fraud-ml team",
 }
 
 _PARSERS = {Path: _path, int: int, float: float, bool: _bool, str: str, date: date.fromisoformat}

@@ -136,12 +136,13 @@ def _ensure_tables(spark) -> None:
     )
 
 
-def _history_for(spark, day: date, delay_days: int):
-    """The day's rows flagged as targets, plus every transaction their windows can reach."""
+def _history_for(spark, first: date, last: date, delay_days: int):
+    """The rows delivered ``first``..``last`` flagged as targets, plus every transaction their windows reach."""
     from pyspark.sql import functions as F
 
     fct = spark.table(SOURCE_TABLE)
-    bounds = fct.where(F.col("batch_date") == F.lit(day)).agg(
+    in_range = F.col("batch_date").between(F.lit(first), F.lit(last))
+    bounds = fct.where(in_range).agg(
         F.min("tx_datetime").alias("lo"), F.max("tx_datetime").alias("hi"), F.count(F.lit(1)).alias("n")
     ).collect()[0]
     if not bounds["n"]:
@@ -149,7 +150,7 @@ def _history_for(spark, day: date, delay_days: int):
     lo = bounds["lo"] - timedelta(days=max(max(CUSTOMER_WINDOWS), max(TERMINAL_WINDOWS) + delay_days))
     history = fct.where((F.col("tx_datetime") > F.lit(lo)) & (F.col("tx_datetime") <= F.lit(bounds["hi"]))).select(
         "transaction_id", "tx_datetime", "customer_id", "terminal_id", "tx_amount", "reported_at", "batch_date",
-        (F.col("batch_date") == F.lit(day)).alias("is_target"),
+        in_range.alias("is_target"),
     )
     return history, bounds["n"]
 
@@ -186,22 +187,30 @@ def _write_state(spark, day: date, delay_days: int) -> dict[str, int]:
     return counts
 
 
-def build_features(day: date | str, settings: Settings | None = None, write_state: bool = True) -> dict:
-    """Compute and store the features of ``day``'s transactions; return a summary (fit for XCom)."""
+def build_features(day: date | str, settings: Settings | None = None, write_state: bool = True, through: date | str | None = None) -> dict:
+    """Compute and store the features of ``day``'s transactions; return a summary (fit for XCom).
+
+    With ``through``, every batch date from ``day`` to ``through`` is computed in one Spark job and
+    their partitions replaced in one commit (a backfill); the state is then written for ``through``.
+    """
     from pyspark.sql import functions as F
 
     from jobs.lakehouse import table_version
     from jobs.spark import get_spark
 
-    day = date.fromisoformat(day) if isinstance(day, str) else day
+    first = date.fromisoformat(day) if isinstance(day, str) else day
+    last = first if through is None else (date.fromisoformat(through) if isinstance(through, str) else through)
+    if last < first:
+        raise ValueError(f"--through {last} is before --date {first}")
     settings = settings or get_settings()
     t0 = time.perf_counter()
     spark = get_spark(settings, app_name="features")
     _ensure_tables(spark)
     delay = settings.feature_label_delay_days
-    history, n_targets = _history_for(spark, day, delay)
+    history, n_targets = _history_for(spark, first, last, delay)
+    span = str(first) if first == last else f"{first}..{last}"
     if history is None:
-        raise ValueError(f"no transactions with batch_date {day} in {SOURCE_TABLE}: run ingestion and dbt first")
+        raise ValueError(f"no transactions with batch_date {span} in {SOURCE_TABLE}: run ingestion and dbt first")
     features = compute_features(history, delay).withColumns(
         {"feature_set_version": F.lit(FEATURE_SET_VERSION), "computed_at": F.lit(datetime.now(timezone.utc))}
     )
@@ -210,32 +219,33 @@ def build_features(day: date | str, settings: Settings | None = None, write_stat
     try:
         written = features.count()
         if written != n_targets:
-            raise RuntimeError(f"features for {day}: computed {written} rows for {n_targets} transactions")
-        replace_where(spark, features, FEATURES_TABLE, f"batch_date = '{day}'")
+            raise RuntimeError(f"features for {span}: computed {written} rows for {n_targets} transactions")
+        replace_where(spark, features, FEATURES_TABLE, f"batch_date BETWEEN '{first}' AND '{last}'")
     finally:
         features.unpersist()
     summary = {
-        "batch_date": day.isoformat(),
+        "batch_date": span,
         "rows": written,
         "feature_set_version": FEATURE_SET_VERSION,
         "features": len(FEATURE_NAMES),
         "table_version": table_version(spark, FEATURES_TABLE),
     }
     if write_state:
-        summary["state_rows"] = _write_state(spark, day, delay)
+        summary["state_rows"] = _write_state(spark, last, delay)
     summary["seconds"] = round(time.perf_counter() - t0, 1)
     log.info("features: %s", summary)
     return summary
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m jobs.features", description="Build one day's features.")
+    parser = argparse.ArgumentParser(prog="python -m jobs.features", description="Build one day's (or a range's) features.")
     parser.add_argument("--date", type=date.fromisoformat, required=True, help="batch date, YYYY-MM-DD")
+    parser.add_argument("--through", type=date.fromisoformat, help="last batch date of a backfill range (one Spark job)")
     parser.add_argument("--no-state", action="store_true", help="skip the online state tables")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        summary = build_features(args.date, write_state=not args.no_state)
+        summary = build_features(args.date, write_state=not args.no_state, through=args.through)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
@@ -48,6 +49,10 @@ def pytest_sessionfinish(session, exitstatus):
     from jobs.spark import stop_spark
 
     stop_spark()
+    if "ray" in sys.modules:
+        import ray
+
+        ray.shutdown()
     shutil.rmtree(TMP, ignore_errors=True)
 
 
@@ -71,3 +76,45 @@ def airflow_db():
     airflow = Path(sys.executable).parent / "airflow"
     subprocess.run([str(airflow), "db", "migrate"], check=True, capture_output=True, env=os.environ.copy())
     return os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
+
+
+# --------------------------------------------------------------------------------------------
+# A small simulated history shared by the dbt, feature and training tests (built once per session).
+
+HISTORY_START = date(2025, 3, 1)
+HISTORY_DAYS = 8
+
+
+@pytest.fixture(scope="session")
+def history(settings, spark):
+    """Eight simulated days (2025-03-01..08) ingested into bronze, plus the reference snapshots."""
+    from jobs.ingest import ingest
+    from jobs.reference import ingest_references
+    from jobs.simulate import SimulationConfig, simulate
+
+    cfg = SimulationConfig(start_date=HISTORY_START, days=HISTORY_DAYS, n_customers=80, n_terminals=120, seed=11)
+    simulate(cfg, settings.landing_dir)
+    days = [HISTORY_START + timedelta(days=i) for i in range(HISTORY_DAYS)]
+    for day in days:
+        ingest(day, "transactions", settings=settings)
+        ingest(day, "fraud_reports", settings=settings)
+    ingest_references(days[-1], settings=settings)
+    return days
+
+
+@pytest.fixture(scope="session")
+def marts(history, settings, spark):
+    """The history through dbt: staging, fct_transactions and the dimensions."""
+    from jobs.transform import run_dbt
+
+    run_dbt(["run", "--select", "+fct_transactions", "+dim_customers", "+dim_terminals", "--quiet"], settings, vars={"as_of": str(history[-1])})
+    return history
+
+
+@pytest.fixture(scope="session")
+def feature_history(marts, settings):
+    """Features of every history day, computed in one backfill job."""
+    from jobs.features import build_features
+
+    build_features(marts[0], settings=settings, write_state=False, through=marts[-1])
+    return marts

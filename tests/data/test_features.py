@@ -129,14 +129,6 @@ def test_later_transactions_and_reports_never_change_earlier_features(spark, row
 # the job on the marts
 
 
-@pytest.fixture(scope="module")
-def marts(history, settings, spark):
-    from jobs.transform import run_dbt
-
-    run_dbt(["run", "--select", "+fct_transactions", "--quiet"], settings, vars={"as_of": str(history[-1])})
-    return history
-
-
 def test_build_features_matches_reference_and_backfill_rewrites_one_date(marts, settings, spark):
     from jobs.features import FEATURES_TABLE, build_features
 
