@@ -220,7 +220,7 @@ def build_features(day: date | str, settings: Settings | None = None, write_stat
         written = features.count()
         if written != n_targets:
             raise RuntimeError(f"features for {span}: computed {written} rows for {n_targets} transactions")
-        replace_where(spark, features, FEATURES_TABLE, f"batch_date BETWEEN '{first}' AND '{last}'")
+        replace_where(spark, features, FEATURES_TABLE, f"batch_date >= '{first}' AND batch_date <= '{last}'")  # BETWEEN trips Spark 4.2's analyzer here
     finally:
         features.unpersist()
     summary = {
