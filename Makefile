@@ -2,15 +2,11 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 ENV := . scripts/env.sh &&
-DEMO_START ?= 2026-01-01
-DEMO_DAYS ?= 3
-DEMO_CUSTOMERS ?= 500
-DEMO_TERMINALS ?= 1000
 
-.PHONY: help setup jars demo test up down status bench lint clean dbt-build dbt-docs bench-pipeline
+.PHONY: help setup jars demo train mlflow-ui test up down status bench lint clean dbt-build dbt-docs bench-pipeline bench-train bench-quality
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
 
 setup: ## install uv, the locked .venv, Delta jars; migrate Airflow's DB; create the Spark pool
 	@./scripts/setup.sh
@@ -18,15 +14,16 @@ setup: ## install uv, the locked .venv, Delta jars; migrate Airflow's DB; create
 jars: ## (re)resolve the Delta jars with Maven into .cache/spark-jars
 	mvn -q -B -f build/pom.xml package
 
-demo: setup ## simulate a few days, run data_pipeline for each through Airflow, print table counts
-	@$(ENV) python -m jobs.simulate --start-date $(DEMO_START) --days $(DEMO_DAYS) \
-		--customers $(DEMO_CUSTOMERS) --terminals $(DEMO_TERMINALS) --seed 7 --bad-rows-rate 0.01
-	@echo "==> data_pipeline through Airflow (dag.test) for $(DEMO_DAYS) days from $(DEMO_START); log: var/airflow/demo.log"
-	@$(ENV) last=$$(python3 -c 'import datetime,sys; print(datetime.date.fromisoformat(sys.argv[1]) + datetime.timedelta(days=int(sys.argv[2]) - 1))' $(DEMO_START) $(DEMO_DAYS)); \
-		python scripts/run_dag_days.py data_pipeline $(DEMO_START) $$last > var/airflow/demo.log 2>&1 \
-			|| { tail -40 var/airflow/demo.log; exit 1; }; \
-		grep -E '^data_pipeline ' var/airflow/demo.log
-	@$(ENV) python -m jobs.lakehouse --table 2>/dev/null
+demo: setup ## simulate 45 days, backfill 42, run data_pipeline for 3 through Airflow, train_model once, print the champion
+	@./scripts/demo.sh
+
+train: setup ## run train_model once through Airflow (dag.test); CONF='{"n_trials": 8}' sets DAG params
+	@$(ENV) python scripts/run_dag_days.py train_model $$(date -u +%F) $$(date -u +%F) $(if $(CONF),--conf '$(CONF)')
+	@$(ENV) python -m jobs.registry status 2>/dev/null
+
+mlflow-ui: setup ## MLflow UI on the embedded store (runs, registry, artifacts) at http://localhost:5000
+	@$(ENV) python -c 'from jobs.config import get_settings as g; s=g(); print(s.resolved_mlflow_tracking_uri)' > var/mlflow-uri && \
+		MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false mlflow server --workers 1 --backend-store-uri "$$(cat var/mlflow-uri)" --registry-store-uri "$$(cat var/mlflow-uri)" --host 127.0.0.1 --port 5000
 
 dbt-build: setup ## dbt build (all models and tests) in the project's Spark session; AS_OF=YYYY-MM-DD sets the label date
 	@$(ENV) python -m jobs.transform build $(if $(AS_OF),--as-of $(AS_OF))
@@ -45,6 +42,12 @@ down: ## stop what `make up` started
 
 bench: setup ## print simulator and ingestion throughput (bench/ingest.py)
 	@$(ENV) python bench/ingest.py
+
+bench-train: setup ## Ray Tune + ASHA against a sequential loop of the same trials (bench/train.py)
+	@$(ENV) python bench/train.py
+
+bench-quality: setup ## model quality on 120 simulated days, 7/7/7 and default protocols (bench/quality.py)
+	@$(ENV) python bench/quality.py
 
 bench-pipeline: setup ## time one large day through ingestion, dbt and features (bench/pipeline.py; DAY_ROWS=1000000)
 	@$(ENV) python bench/pipeline.py --day-rows $(or $(DAY_ROWS),1000000)

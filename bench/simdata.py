@@ -42,8 +42,6 @@ def simulated_frame(start: date, days: int, customers: int, terminals: int, seed
     cust = pop.customers_frame()[["customer_id", "segment", "region"]].astype(str)
     term = pop.terminals_frame()[["terminal_id", "merchant_category"]].astype(str)
     frame = frame.merge(cust, on="customer_id", how="left").merge(term, on="terminal_id", how="left")
-    first = frame.dropna(subset=["reported_at"]).groupby("customer_id")["reported_at"].min().rename("card_first_reported_at")
-    frame = frame.merge(first, on="customer_id", how="left")
     frame["feature_set_version"] = FEATURE_SET_VERSION
     return frame.sort_values(["tx_datetime", "transaction_id"], kind="mergesort").reset_index(drop=True)
 

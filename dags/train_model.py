@@ -13,7 +13,8 @@ feature validation) and every Monday 03:00 UTC; trigger it from the UI with the 
 * a passed challenger waits in ``approve_promotion`` (Airflow's *Required actions* page: Approve or
   Reject), or goes through ``auto_approve`` when ``PIPELINE_AUTO_APPROVE=true`` (demo, tests);
 * ``promote`` moves the ``champion`` alias and records who approved and when. A rejected challenger
-  ends in ``rejected`` and never serves.
+  ends in ``rejected`` and never serves; ``record_outcome`` writes down what happened (a person's
+  Reject, or no answer within 7 days, is tagged on the version so it can never be promoted later).
 
 Logic lives in ``jobs.train`` and ``jobs.registry``; this file only wires it.
 """
@@ -24,9 +25,7 @@ from datetime import timedelta
 
 import pendulum
 from airflow.providers.standard.operators.hitl import ApprovalOperator
-from airflow.sdk import Asset, Param, dag, task
-from airflow.timetables.assets import AssetOrTimeSchedule
-from airflow.timetables.trigger import CronTriggerTimetable
+from airflow.sdk import Asset, AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, task
 
 from jobs.config import get_settings
 
@@ -142,6 +141,8 @@ def train_model():
             "(artifacts `evaluation/evaluation.html`, `model_card/model_card.html`)."
         ),
         response_timeout=timedelta(days=7),
+        defaults="Reject",  # no answer within the timeout = not promoted
+        retries=0,  # a human decision is not retried: a retry would ask again and block the next run
     )
 
     @task(trigger_rule="none_failed_min_one_success", outlets=[MODEL_ASSET])
@@ -155,13 +156,29 @@ def train_model():
         approver = user.get("name") or user.get("id")
         return do_promote(ctx["version"], approver=str(approver), approved_at=str(answer["responded_at"]))
 
+    @task(trigger_rule="all_done")
+    def record_outcome(ti=None) -> dict:
+        """Whatever happened after the gate, written down: promoted, rejected by the gate, or by a person."""
+        from jobs.registry import record_rejection
+
+        ctx = ti.xcom_pull(task_ids="gate")
+        promoted = ti.xcom_pull(task_ids="promote")
+        answer = ti.xcom_pull(task_ids="approve_promotion")
+        if promoted:
+            return {"outcome": "promoted", **promoted}
+        if answer and answer.get("chosen_options") == ["Reject"]:
+            user = answer.get("responded_by_user") or {}
+            return {"outcome": "rejected by approver", **record_rejection(
+                ctx["version"], str(user.get("name") or user.get("id") or "timeout default"), str(answer["responded_at"]))}
+        return {"outcome": f"gate: {ctx['gate']}", "version": ctx["version"], "reasons": ctx["gate_reasons"]}
+
     ctx = evaluate(train_final(tune(build_training_set())))
     gated = gate(register_challenger(ctx))
     choice = route(gated)
     auto = auto_approve(gated)
     done = promote()
     choice >> [rejected(gated), auto, approve_promotion]
-    [auto, approve_promotion] >> done
+    [auto, approve_promotion] >> done >> record_outcome()
 
 
 train_model()

@@ -49,7 +49,7 @@ class Settings:
     sensor_poke_interval_s: int = field(metadata={"env": "PIPELINE_SENSOR_POKE_INTERVAL_S", "help": "how often the sensor looks"})
     spark_pool: str = field(metadata={"env": "PIPELINE_SPARK_POOL", "help": "Airflow pool (1 slot) that serialises Spark tasks"})
     feature_label_delay_days: int = field(metadata={"env": "PIPELINE_FEATURE_LABEL_DELAY_DAYS", "help": "delay D of the terminal risk windows (t-(N+D), t-D]"})
-    dbt_target: str = field(metadata={"env": "DBT_TARGET", "help": "dbt target of dbt_project/profiles.yml (`local` = in-process Spark session)"})
+    dbt_target: str = field(metadata={"env": "DBT_TARGET", "help": "dbt target of dbt_project/profiles.yml (`local` = in-process Spark session; `thrift` = a Spark Thrift server)"})
     dbt_threads: int = field(metadata={"env": "DBT_THREADS", "help": "dbt threads (models built concurrently in the one Spark session)"})
     model_name: str = field(metadata={"env": "PIPELINE_MODEL_NAME", "help": "registered model name in MLflow"})
     train_days: int = field(metadata={"env": "PIPELINE_TRAIN_DAYS", "help": "training window (days)"})

@@ -35,45 +35,54 @@ def threshold_free(y, s) -> dict:
     return {"auc": _safe(roc_auc_score, y, s), "average_precision": _safe(average_precision_score, y, s)}
 
 
-def card_precision_at_k(frame: pd.DataFrame, scores, k: int = 100) -> dict:
-    """Card Precision@k as in the fraud-detection handbook, with the days in order.
+def _daily_alerts(frame: pd.DataFrame, scores, k: int):
+    """Per day, in order: the day's rows and the ``k`` cards alerted, as the handbook's Card Precision@k.
 
-    Per day: drop the cards already known to be compromised (a report before that day, column
-    ``card_first_reported_at`` if present) and the cards detected on earlier days; score each card
-    by its highest transaction score that day; take the top ``k`` cards; the share of them with a
-    fraud that day is the day's precision (over ``k``, as the handbook does). Returned: the mean
-    over days, the per-day values, and the cards detected.
+    Cards already known to be compromised (a report before that day, column
+    ``card_first_reported_at`` if present) and cards detected on earlier days are dropped; each card
+    is scored by its highest transaction score that day.
     """
     df = pd.DataFrame({"day": frame["tx_date"].to_numpy(), "card": frame["customer_id"].to_numpy(),
-                       "label": frame["label"].to_numpy(), "score": np.asarray(scores, dtype=float)})
+                       "label": frame["label"].to_numpy(), "score": np.asarray(scores, dtype=float),
+                       "amount": frame["tx_amount"].to_numpy() if "tx_amount" in frame else np.zeros(len(frame))})
     if "card_first_reported_at" in frame:
         first = pd.to_datetime(frame["card_first_reported_at"]).to_numpy()
         day_start = pd.to_datetime(df["day"]).to_numpy()
         df = df[~(~pd.isna(first) & (first < day_start))]
     detected: set = set()
-    per_day = {}
     for day in sorted(df["day"].unique()):
         today = df[(df["day"] == day) & ~df["card"].isin(detected)]
         cards = today.groupby("card").agg(score=("score", "max"), label=("label", "max"))
         top = cards.sort_values(["score"], ascending=False, kind="mergesort").head(k)
-        hits = top.index[top["label"] == 1]
-        per_day[str(day)] = len(hits) / k
+        hits = set(top.index[top["label"] == 1])
+        yield day, today, list(top.index), hits
         detected.update(hits)
+
+
+def card_precision_at_k(frame: pd.DataFrame, scores, k: int = 100) -> dict:
+    """Card Precision@k as in the fraud-detection handbook, with the days in order.
+
+    Per day (see :func:`_daily_alerts`) the share of the top ``k`` cards with a fraud that day,
+    over ``k`` as the handbook does; returned: the mean over days, the per-day values and the
+    number of cards detected.
+    """
+    per_day, detected = {}, 0
+    for day, _, _, hits in _daily_alerts(frame, scores, k):
+        per_day[str(day)] = len(hits) / k
+        detected += len(hits)
     mean = float(np.mean(list(per_day.values()))) if per_day else None
-    return {"k": k, "mean": mean, "per_day": per_day, "detected_cards": len(detected)}
+    return {"k": k, "mean": mean, "per_day": per_day, "detected_cards": detected}
 
 
 def cost_view(frame: pd.DataFrame, scores, k: int, review_cost: float) -> dict:
-    """Alerts on the top ``k`` cards per day: fraud amount caught versus the cost of the reviews."""
-    df = pd.DataFrame({"day": frame["tx_date"].to_numpy(), "card": frame["customer_id"].to_numpy(),
-                       "label": frame["label"].to_numpy(), "amount": frame["tx_amount"].to_numpy(),
-                       "score": np.asarray(scores, dtype=float)})
+    """The same daily alerts: fraud amount on the alerted cards that day versus the cost of the reviews."""
     caught = alerts = 0.0
-    for _, today in df.groupby("day"):
-        top = today.groupby("card")["score"].max().sort_values(ascending=False, kind="mergesort").head(k).index
+    total = 0.0
+    for _, today, top, _ in _daily_alerts(frame, scores, k):
         alerts += len(top)
-        caught += float(today.loc[today["card"].isin(top) & (today["label"] == 1), "amount"].sum())
-    total = float(df.loc[df["label"] == 1, "amount"].sum())
+        frauds = today[today["label"] == 1]
+        total += float(frauds["amount"].sum())
+        caught += float(frauds.loc[frauds["card"].isin(top), "amount"].sum())
     cost = alerts * review_cost
     return {
         "alerts": int(alerts), "review_cost_per_alert": review_cost, "review_cost": round(cost, 2),
@@ -120,7 +129,7 @@ def slices(frame: pd.DataFrame, scores, overall_auc: float | None, margin: float
     return out
 
 
-def temporal(frame: pd.DataFrame, scores, k: int) -> dict:
+def temporal(frame: pd.DataFrame, scores) -> dict:
     s = np.asarray(scores, dtype=float)
     days = []
     for day, idx in frame.groupby("tx_date", sort=True).indices.items():
@@ -145,7 +154,7 @@ def evaluate(frame: pd.DataFrame, scores, cfg: dict, slice_margin: float) -> dic
         "cost": cost_view(frame, scores, ev["top_k"], ev["review_cost"]),
         "calibration": calibration(y, scores),
         "slices": slices(frame, scores, overall["auc"], slice_margin, ev["min_slice_frauds"]),
-        "temporal": temporal(frame, scores, ev["top_k"]),
+        "temporal": temporal(frame, scores),
     }
     report["flagged_slices"] = [f"{s['slice']}={s['value']}" for s in report["slices"] if s["flagged"]]
     return report
@@ -156,10 +165,15 @@ def evaluate(frame: pd.DataFrame, scores, cfg: dict, slice_margin: float) -> dic
 
 
 def _with_amount(X: pd.DataFrame, amount: np.ndarray) -> pd.DataFrame:
-    """Rows with a new amount and the amount-derived feature moved consistently."""
+    """Rows as if the transaction had another amount: the amount, the customer's window means
+    (which include the current transaction) and the 30-day ratio all move consistently."""
     out = X.copy()
-    avg30 = out["customer_avg_amount_30d"].to_numpy()
+    delta = amount - out["tx_amount"].to_numpy()
     out["tx_amount"] = amount
+    for n in (1, 7, 30):
+        nb = np.maximum(out[f"customer_nb_tx_{n}d"].to_numpy(), 1)
+        out[f"customer_avg_amount_{n}d"] = out[f"customer_avg_amount_{n}d"].to_numpy() + delta / nb
+    avg30 = out["customer_avg_amount_30d"].to_numpy()
     out["customer_amount_ratio_30d"] = np.where(avg30 != 0, amount / np.where(avg30 != 0, avg30, 1), 1.0)
     return out
 

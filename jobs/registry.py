@@ -62,7 +62,12 @@ def register_challenger(ctx: dict, settings: Settings | None = None) -> dict:
         client.create_registered_model(settings.model_name, description="Card-fraud score per transaction (LightGBM on the feature registry).")
     run = client.get_run(ctx["parent_run_id"])
     lineage = {k: v for k, v in run.data.tags.items() if not k.startswith("mlflow.")}
-    mv = client.create_model_version(settings.model_name, ctx["model_uri"], run_id=ctx["parent_run_id"], tags=lineage)
+    existing = client.search_model_versions(f"name = '{settings.model_name}' and run_id = '{ctx['parent_run_id']}'")
+    if existing:  # a retried task: the version of this run is already registered
+        mv = max(existing, key=lambda v: int(v.version))
+    else:
+        mv = client.create_model_version(settings.model_name, ctx["model_uri"], run_id=ctx["parent_run_id"], tags=lineage,
+                                         model_id=ctx.get("model_id"))
     client.set_registered_model_alias(settings.model_name, CHALLENGER, mv.version)
     for k, v in ctx.get("metrics", {}).items():
         client.set_model_version_tag(settings.model_name, mv.version, f"metric.{k}", f"{v:.6f}")
@@ -72,22 +77,34 @@ def register_challenger(ctx: dict, settings: Settings | None = None) -> dict:
     return ctx
 
 
-def evaluate_champion(ctx: dict, settings: Settings) -> tuple[str | None, dict | None]:
-    """Score the champion on the challenger's test rows; (version, report) or (None, None)."""
+def evaluate_champion(ctx: dict, settings: Settings) -> tuple[str | None, dict | None, str | None]:
+    """Score the champion on the challenger's test rows: (version, report, why-not-comparable).
+
+    The comparison is only fair if the champion never trained on those rows (its cutoff is at or
+    before the challenger's test window) and reads the same features; otherwise the gate falls back
+    to the absolute floors and says why.
+    """
     import mlflow
 
     from jobs import evaluation as ev
+    from jobs.feature_registry import FEATURE_SET_VERSION
     from jobs.training_data import load_training_set
 
     client = mlflow_client(settings)
     champion = alias_version(client, settings.model_name, CHAMPION)
     if champion is None:
-        return None, None
+        return None, None, None
+    version = str(champion.version)
+    manifest, _, main, _ = load_training_set(Path(ctx["run_dir"]))
+    test_start = manifest["windows"]["test"].split("..")[0]
+    cutoff = champion.tags.get("window.cutoff", "")
+    if champion.tags.get("feature_set_version") != FEATURE_SET_VERSION:
+        return version, None, f"champion v{version} uses feature set {champion.tags.get('feature_set_version')}, not {FEATURE_SET_VERSION}"
+    if not cutoff or cutoff[:10] > test_start:
+        return version, None, f"champion v{version} was trained with labels up to {cutoff or 'unknown'}, after the test window starts ({test_start})"
     model = mlflow.pyfunc.load_model(f"models:/{settings.model_name}@{CHAMPION}")
-    _, _, main, _ = load_training_set(Path(ctx["run_dir"]))
     scores = model.predict(features_matrix(main.evaluate))
-    report = ev.evaluate(main.evaluate, scores, load_config(settings), settings.slice_margin)
-    return str(champion.version), report
+    return version, ev.evaluate(main.evaluate, scores, load_config(settings), settings.slice_margin), None
 
 
 def decide(challenger: dict, champion: dict | None, settings: Settings) -> dict:
@@ -133,14 +150,18 @@ def gate(ctx: dict, settings: Settings | None = None) -> dict:
     settings = settings or get_settings()
     client = mlflow_client(settings)
     report = json.loads(Path(ctx["run_dir"], "evaluation", "evaluation.json").read_text())
-    champion_version, champion_report = evaluate_champion(ctx, settings)
+    champion_version, champion_report, not_comparable = evaluate_champion(ctx, settings)
     decision = decide(report, champion_report, settings)
     decision["champion_version"] = champion_version
+    if not_comparable:
+        decision["reasons"].append(f"not compared with the champion: {not_comparable}; absolute floors applied")
     name, version = settings.model_name, ctx["version"]
     client.set_model_version_tag(name, version, "gate.decision", decision["decision"])
     client.set_model_version_tag(name, version, "gate.reasons", json.dumps(decision["reasons"]))
     client.set_model_version_tag(name, version, "gate.checked_at", decision["checked_at"])
-    client.set_model_version_tag(name, version, "gate.compared_with", champion_version or "none (first model: absolute thresholds)")
+    client.set_model_version_tag(name, version, "gate.champion_at_gate", champion_version or "none")
+    client.set_model_version_tag(name, version, "gate.compared_with",
+                                 champion_version if champion_report else "absolute thresholds")
     card_md, card_html = write_model_card(ctx, report, decision, champion_report, settings)
     client.log_artifact(ctx["parent_run_id"], str(card_md), "model_card")
     client.log_artifact(ctx["parent_run_id"], str(card_html), "model_card")
@@ -167,7 +188,13 @@ def promote(version: str, approver: str, approved_at: str | None = None, setting
     mv = client.get_model_version(name, version)
     if mv.tags.get("gate.decision") != "passed":
         raise ValueError(f"{name} version {version} did not pass the gate ({mv.tags.get('gate.decision', 'not gated')}): it cannot serve")
+    if mv.tags.get("approval") == "rejected":
+        raise ValueError(f"{name} version {version} was rejected by {mv.tags.get('rejected_by')} at {mv.tags.get('rejected_at')}")
     current = alias_version(client, name, CHAMPION)
+    gated_against = mv.tags.get("gate.champion_at_gate", "none")
+    if (str(current.version) if current else "none") != gated_against and str(getattr(current, "version", "")) != str(version):
+        raise ValueError(f"{name} version {version} was gated against champion {gated_against}, but the champion is now "
+                         f"{current.version if current else 'none'}: re-run the gate (train_model) before promoting")
     if current is not None and str(current.version) != str(version):
         client.set_registered_model_alias(name, PREVIOUS, current.version)
         client.set_model_version_tag(name, current.version, "retired_at", _now())
@@ -177,6 +204,15 @@ def promote(version: str, approver: str, approved_at: str | None = None, setting
         client.set_model_version_tag(name, version, k, v)
     log.info("%s version %s is champion (approved by %s at %s)", name, version, approver, record["approved_at"])
     return {"version": str(version), "previous": None if current is None else str(current.version), **record}
+
+
+def record_rejection(version: str, by: str, at: str, settings: Settings | None = None) -> dict:
+    """A human rejected the promotion: say so on the version, so it can never be promoted later."""
+    settings = settings or get_settings()
+    client = mlflow_client(settings)
+    for k, v in {"approval": "rejected", "rejected_by": by, "rejected_at": at}.items():
+        client.set_model_version_tag(settings.model_name, version, k, v)
+    return {"version": str(version), "approval": "rejected", "rejected_by": by, "rejected_at": at}
 
 
 def rollback(approver: str, settings: Settings | None = None) -> dict:
@@ -207,7 +243,8 @@ def status(settings: Settings | None = None) -> dict:
             out[alias] = {"version": str(mv.version), "gate": t.get("gate.decision"), "approved_by": t.get("approved_by"),
                           "approved_at": t.get("approved_at"), "test_auc": t.get("metric.test_auc"),
                           "test_average_precision": t.get("metric.test_average_precision"),
-                          "test_card_precision_at_100": t.get("metric.test_card_precision_at_100"), "window": t.get("window.test")}
+                          "test_card_precision_at_100": t.get("metric.test_card_precision_at_100"), "window": t.get("window.test"),
+                          **({"approval": "rejected"} if t.get("approval") == "rejected" else {})}
     return out
 
 
@@ -234,7 +271,7 @@ def model_card_markdown(ctx: dict, report: dict, decision: dict, champion: dict 
 ## Model details
 - **Owner:** {settings.model_owner}
 - **Type:** LightGBM gradient-boosted trees, binary objective; output = fraud score in [0, 1] per transaction.
-- **Trained:** {_now()} in MLflow run `{ctx['parent_run_id']}`; git commit `{tags.get('git_commit')}`; config hash `{tags.get('config_hash')}`.
+- **Trained:** {tags.get('trained_at', 'n/a')} in MLflow run `{ctx['parent_run_id']}`; git commit `{tags.get('git_commit')}`; config hash `{tags.get('config_hash')}`.
 - **Hyperparameters:** {json.dumps(ctx.get('best_config', {}), sort_keys=True)}, {ctx.get('best_rounds')} boosting rounds (Ray Tune, {ctx.get('n_trials')} trials, ASHA).
 - **Gate decision:** **{decision['decision']}** ({decision['checked_at']}); {'; '.join(decision['reasons'])}.
 
@@ -293,7 +330,9 @@ def write_model_card(ctx: dict, report: dict, decision: dict, champion: dict | N
     import markdown
 
     client = mlflow_client(settings)
-    tags = client.get_run(ctx["parent_run_id"]).data.tags
+    run = client.get_run(ctx["parent_run_id"])
+    trained_at = datetime.fromtimestamp(run.info.start_time / 1000, timezone.utc).isoformat(timespec="seconds")
+    tags = {**run.data.tags, "trained_at": trained_at}
     md = model_card_markdown(ctx, report, decision, champion, settings, tags)
     out = Path(ctx["run_dir"], "model_card")
     out.mkdir(parents=True, exist_ok=True)

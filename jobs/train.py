@@ -54,7 +54,7 @@ def load_config(settings: Settings) -> dict:
 
 def config_hash(cfg: dict, settings: Settings, extra: dict | None = None) -> str:
     """Hash of everything that shapes a model besides the data: the YAML, windows, trials, seed."""
-    keys = ("train_days", "gap_days", "test_days", "tune_folds", "tune_trials", "seed", "label_maturity_days")
+    keys = ("train_days", "gap_days", "test_days", "tune_folds", "tune_trials", "tune_concurrency", "seed", "label_maturity_days")
     blob = json.dumps({"config": cfg, "settings": {k: getattr(settings, k) for k in keys}, **(extra or {})}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -109,7 +109,8 @@ def ray_init(settings: Settings) -> None:
     if ray.is_initialized():
         return
     if settings.ray_address:
-        ray.init(address=settings.ray_address, log_to_driver=True)
+        # the cluster's workers get this package shipped with the job (trainables are pickled by reference)
+        ray.init(address=settings.ray_address, log_to_driver=True, runtime_env={"py_modules": [str(REPO_ROOT / "jobs")]})
         return
     token = settings.ray_dir / "auth_token"
     if not token.exists():
@@ -153,13 +154,15 @@ def fold_trainable(config: dict, folds=None, fixed=None, rounds_per_step=25, max
 
         report = tune.report
     params = {**fixed, **config, "seed": seed}
-    data = [lgb.Dataset(xt, yt, free_raw_data=False, params={"verbosity": -1}) for xt, yt, _, _ in folds]
-    boosters = [None] * len(folds)
+    # One booster per fold, updated round by round: the same random streams (bagging, feature
+    # fraction) as a one-shot lgb.train of the same number of rounds, which fit_final does.
+    boosters = [lgb.Booster(params=params, train_set=lgb.Dataset(xt, yt, params={"verbosity": -1})) for xt, yt, _, _ in folds]
     for step in range(1, max_steps + 1):
         aps = []
-        for i, (_, _, xv, yv) in enumerate(folds):
-            boosters[i] = lgb.train(params, data[i], num_boost_round=rounds_per_step, init_model=boosters[i], keep_training_booster=True)
-            aps.append(float(average_precision_score(yv, boosters[i].predict(xv))))
+        for booster, (_, _, xv, yv) in zip(boosters, folds):
+            for _ in range(rounds_per_step):
+                booster.update()
+            aps.append(float(average_precision_score(yv, booster.predict(xv))))
         report({METRIC: float(np.mean(aps)), "rounds": step * rounds_per_step, **{f"{METRIC}_fold{i}": a for i, a in enumerate(aps)}})
 
 
@@ -186,7 +189,7 @@ def tune_model(folds, settings: Settings, cfg: dict, n_trials: int, concurrency:
         trainable,
         param_space=_space(cfg),
         tune_config=tune.TuneConfig(metric=METRIC, mode="max", search_alg=searcher, scheduler=scheduler,
-                                    num_samples=n_trials, max_concurrent_trials=concurrency),
+                                    num_samples=n_trials, max_concurrent_trials=concurrency, reuse_actors=True),
         run_config=tune.RunConfig(name=name, storage_path=str(storage), verbose=1,
                                   checkpoint_config=tune.CheckpointConfig(checkpoint_at_end=False)),
     )
@@ -222,12 +225,26 @@ def run_dir_for(settings: Settings, key: str) -> Path:
 def stage_build(key: str, settings: Settings | None = None, last_test_day: date | None = None, train_days: int | None = None,
                 gap_days: int | None = None, test_days: int | None = None, n_folds: int | None = None,
                 n_trials: int | None = None, versions: dict | None = None) -> dict:
-    """Training set + MLflow parent run with the lineage tags."""
-    from jobs.training_data import build_training_set
+    """Training set + MLflow parent run with the lineage tags.
+
+    A retry of the same ``key`` (Airflow run id) rebuilds the set from the Delta versions pinned by
+    the first attempt and reuses its MLflow run, so a retried task neither drifts nor duplicates.
+    """
+    from jobs.training_data import MANIFEST_FILE, build_training_set
     from jobs.transform import manifest_hash
 
     settings = settings or get_settings()
     run_dir = run_dir_for(settings, key)
+    previous = _load_ctx(run_dir)
+    if previous and (run_dir / MANIFEST_FILE).exists():
+        versions = versions or json.loads((run_dir / MANIFEST_FILE).read_text())["delta_versions"]
+        build_training_set(run_dir, settings, last_test_day, train_days, gap_days, test_days, n_folds, versions)
+        if mlflow_client(settings).get_run(previous["parent_run_id"]):
+            log.info("retry of %s: reusing MLflow run %s and the pinned versions %s", key, previous["parent_run_id"], versions)
+            keep = ("key", "run_dir", "parent_run_id", "n_trials", "config_hash")
+            ctx = {k: previous[k] for k in keep}
+            _save_ctx(ctx)
+            return ctx
     manifest = build_training_set(run_dir, settings, last_test_day, train_days, gap_days, test_days, n_folds, versions)
     cfg = load_config(settings)
     n_trials = n_trials or settings.tune_trials
@@ -274,6 +291,11 @@ def _save_ctx(ctx: dict) -> None:
     Path(ctx["run_dir"], "ctx.json").write_text(json.dumps(ctx, indent=2))
 
 
+def _load_ctx(run_dir: Path) -> dict | None:
+    path = run_dir / "ctx.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
 def stage_tune(ctx: dict, settings: Settings | None = None, concurrency: int | None = None) -> dict:
     """Ray Tune on the folds; every trial becomes a nested MLflow run; the best goes into ctx."""
     from mlflow.entities import Metric
@@ -288,6 +310,8 @@ def stage_tune(ctx: dict, settings: Settings | None = None, concurrency: int | N
     client = mlflow_client(settings)
     exp = experiment_id(settings)
     now = int(time.time() * 1000)
+    for old in client.search_runs([exp], f"tags.mlflow.parentRunId = '{ctx['parent_run_id']}'"):
+        client.delete_run(old.info.run_id)  # a retried tuning replaces the trials of the failed attempt
     for i, t in enumerate(trials):
         run = client.create_run(exp, tags={"mlflow.parentRunId": ctx["parent_run_id"], "mlflow.runName": f"trial {i:02d}",
                                            "stopped_early": str(t["stopped_early"]).lower()})
@@ -296,10 +320,12 @@ def stage_tune(ctx: dict, settings: Settings | None = None, concurrency: int | N
                          + [Metric(f"best_{METRIC}", t["best_ap"], now, 0), Metric("best_rounds", t["best_rounds"], now, 0)],
                          params=[_param(k, v) for k, v in t["config"].items()])
         client.set_terminated(run.info.run_id)
+    logged = client.get_run(ctx["parent_run_id"]).data.params
+    params = {**{f"best.{k}": v for k, v in best["config"].items()}, "best.rounds": best["best_rounds"]}
     client.log_batch(ctx["parent_run_id"],
                      metrics=[Metric(f"tune_best_{METRIC}", best["best_ap"], now, 0), Metric("tune_seconds", seconds, now, 0),
                               Metric("tune_trials_stopped_early", sum(t["stopped_early"] for t in trials), now, 0)],
-                     params=[_param(f"best.{k}", v) for k, v in best["config"].items()] + [_param("best.rounds", best["best_rounds"])])
+                     params=[_param(k, v) for k, v in params.items() if k not in logged])  # MLflow params are write-once
     Path(ctx["run_dir"], "tune.json").write_text(json.dumps({"best": best, "trials": trials, "seconds": seconds}, indent=2))
     ctx = {**ctx, "best_config": best["config"], "best_rounds": best["best_rounds"], "tune_best_ap": best["best_ap"]}
     _save_ctx(ctx)
@@ -343,7 +369,7 @@ def stage_train(ctx: dict, settings: Settings | None = None) -> dict:
             input_example=X.head(3), pip_requirements=pip_requirements(),
         )
         mlflow.log_metric("fit_seconds", fit_s)
-    ctx = {**ctx, "model_uri": info.model_uri}
+    ctx = {**ctx, "model_uri": info.model_uri, "model_id": info.model_id}
     _save_ctx(ctx)
     return ctx
 
@@ -383,7 +409,7 @@ def stage_evaluate(ctx: dict, settings: Settings | None = None) -> dict:
     plots = ev.plot_report(report, ev.add_slice_columns(test, cfg["evaluation"]["amount_buckets"]), scores, out / "plots", report["feature_importance"])
     client = mlflow_client(settings)
     o = report["overall"]
-    metrics = {"test_auc": o["auc"], "test_average_precision": o["average_precision"], "test_card_precision_at_100": o["card_precision_at_k"],
+    metrics = {"test_auc": o["auc"], "test_average_precision": o["average_precision"], f"test_card_precision_at_{o['k']}": o["card_precision_at_k"],
                "test_brier": report["calibration"]["brier"], "baseline_average_precision": report["baseline"]["average_precision"],
                "baseline_auc": report["baseline"]["auc"], "test_net_savings": report["cost"]["net_savings"],
                "robustness_passed": float(all(t["passed"] for t in report["robustness"])), "flagged_slices": float(len(report["flagged_slices"]))}

@@ -14,9 +14,10 @@ versions, recorded in the set's manifest, and stores the rows of the whole span 
   as long as the label maturity, every training label is mature; nothing after the cutoff leaks in.
 * Test rows carry the label known at ``label_as_of`` (the end of the data); the default test window
   ends ``label_maturity_days`` before it, so every test label is mature.
-* Test and validation rows of cards already known to be compromised (a report before the row's day)
-  are left out: the bank has blocked those cards, and the fraud-detection handbook's protocol,
-  whose published numbers we compare with, does the same.
+* Test and validation rows of cards already known to be compromised are left out: a fraud of the
+  card made since the start of the training window and reported before the row's day. The bank
+  has blocked those cards; the fraud-detection handbook's protocol, whose published numbers we
+  compare with, does the same (with a fixed delay where we use the actual report times).
 * Fold k trains on its own window with labels known at its own cutoff, and validates on the week
   that ends ``k * test_days`` before the main training window ends, with labels known at the main
   cutoff (what the tuner can know when it runs).
@@ -155,11 +156,18 @@ def label_at(frame: pd.DataFrame, cutoff: datetime, maturity_days: int) -> np.nd
     return np.where(reported, 1.0, np.where(mature, 0.0, np.nan))
 
 
-def _labelled(frame: pd.DataFrame, window: Window, cutoff: datetime, maturity_days: int, drop_known_cards: bool) -> pd.DataFrame:
+def known_compromised_since(frame: pd.DataFrame, since: date) -> pd.Series:
+    """Per card: the first report of a fraud made on or after ``since`` (NaT if none)."""
+    frauds = frame[frame["reported_at"].notna() & (frame["tx_date"] >= since)]
+    first = frauds.groupby("customer_id")["reported_at"].min()
+    return frame["customer_id"].map(first)
+
+
+def _labelled(frame: pd.DataFrame, window: Window, cutoff: datetime, maturity_days: int, known_since: date | None) -> pd.DataFrame:
     rows = frame[window.mask(frame["tx_date"])].copy()
-    if drop_known_cards:
-        day_start = pd.to_datetime(rows["tx_date"])
-        known = rows["card_first_reported_at"].notna() & (rows["card_first_reported_at"] < day_start)
+    if known_since is not None:
+        rows["card_first_reported_at"] = known_compromised_since(frame, known_since)[rows.index]
+        known = rows["card_first_reported_at"].notna() & (rows["card_first_reported_at"] < pd.to_datetime(rows["tx_date"]))
         rows = rows[~known]
     rows["label"] = label_at(rows, cutoff, maturity_days)
     rows = rows[rows["label"].notna()]
@@ -176,13 +184,13 @@ class SplitData:
 def split(frame: pd.DataFrame, plan: Plan, maturity_days: int) -> tuple[SplitData, list[SplitData]]:
     """Cut ``frame`` (from :func:`build_training_set`) into the main split and the tuning folds."""
     main = SplitData(
-        _labelled(frame, plan.main.train, plan.main.cutoff, maturity_days, drop_known_cards=False),
-        _labelled(frame, plan.main.evaluate, plan.label_as_of, maturity_days, drop_known_cards=True),
+        _labelled(frame, plan.main.train, plan.main.cutoff, maturity_days, known_since=None),
+        _labelled(frame, plan.main.evaluate, plan.label_as_of, maturity_days, known_since=plan.main.train.start),
     )
     folds = [
         SplitData(
-            _labelled(frame, f.train, f.cutoff, maturity_days, drop_known_cards=False),
-            _labelled(frame, f.evaluate, plan.main.cutoff, maturity_days, drop_known_cards=True),
+            _labelled(frame, f.train, f.cutoff, maturity_days, known_since=None),
+            _labelled(frame, f.evaluate, plan.main.cutoff, maturity_days, known_since=f.train.start),
         )
         for f in plan.folds
     ]
@@ -216,18 +224,21 @@ def load_frame(spark, first_day: date, last_day: date, versions: dict[str, int])
 
     feats = _read_pinned(spark, FEATURES_TABLE, versions[FEATURES_TABLE]).where(F.col("batch_date") >= F.lit(first_day))
     fct = _read_pinned(spark, FACT_TABLE, versions[FACT_TABLE])
-    first_report = fct.where(F.col("reported_at").isNotNull()).groupBy("customer_id").agg(
-        F.min("reported_at").alias("card_first_reported_at")
-    )
     rows = (
         fct.where(F.col("tx_date").between(F.lit(first_day), F.lit(last_day)))
         .select("transaction_id", "tx_datetime", "tx_date", "customer_id", "terminal_id", "reported_at")
         .join(feats.select("transaction_id", "feature_set_version", *FEATURE_NAMES), "transaction_id")
         .join(_read_pinned(spark, CUSTOMERS_TABLE, versions[CUSTOMERS_TABLE]).select("customer_id", "segment", "region"), "customer_id", "left")
         .join(_read_pinned(spark, TERMINALS_TABLE, versions[TERMINALS_TABLE]).select("terminal_id", "merchant_category"), "terminal_id", "left")
-        .join(first_report, "customer_id", "left")
     )
     frame = rows.toPandas()
+    expected = {r["tx_date"]: r["n"] for r in fct.where(F.col("tx_date").between(F.lit(first_day), F.lit(last_day)))
+                .groupBy("tx_date").agg(F.count(F.lit(1)).alias("n")).collect()}
+    got = frame.groupby("tx_date").size().to_dict() if len(frame) else {}
+    missing = {str(d): n - got.get(d, 0) for d, n in sorted(expected.items()) if got.get(d, 0) != n}
+    if missing:
+        raise ValueError(f"transactions without features (per day: {missing}): build them first "
+                         f"(python -m jobs.features --date {min(missing)} --through {max(missing)})")
     for c in SLICE_COLUMNS:
         frame[c] = frame[c].fillna("unknown").astype(str)
     frame["tx_date"] = pd.to_datetime(frame["tx_date"]).dt.date
@@ -274,11 +285,16 @@ def build_training_set(
         settings.tune_folds if n_folds is None else n_folds,
         label_as_of=label_as_of,
     )
-    if plan.main.evaluate.end > end:
-        raise ValueError(f"the test window ends {plan.main.evaluate.end}, after the last transaction day {end}")
+    latest = end - timedelta(days=settings.label_maturity_days)
+    if plan.main.evaluate.end > latest:
+        # unreported recent rows would be dropped as pending while reported frauds stay: a biased test set
+        raise ValueError(f"the test window ends {plan.main.evaluate.end}, but labels are mature only up to {latest} "
+                         f"(data ends {end}, maturity {settings.label_maturity_days} days)")
     if plan.gap_days < settings.label_maturity_days:
-        log.warning("gap of %d days < label maturity of %d days: recent training rows without a report are dropped as pending",
-                    plan.gap_days, settings.label_maturity_days)
+        raise ValueError(f"gap of {plan.gap_days} days < label maturity of {settings.label_maturity_days} days: the last training "
+                         f"days would keep their reported frauds and lose their unreported rows (a biased training set)")
+    if not plan.folds:
+        raise ValueError("tuning needs at least one validation fold (n_folds >= 1)")
     frame = load_frame(spark, plan.first_day, plan.last_day, versions)
     if frame.empty or frame["tx_date"].min() > plan.first_day:
         have = "nothing" if frame.empty else f"data from {frame['tx_date'].min()}"

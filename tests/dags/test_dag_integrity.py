@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 DAGS_DIR = Path(__file__).resolve().parents[2] / "dags"
+HUMAN_TASKS = {"ApprovalOperator", "HITLOperator", "HITLBranchOperator"}  # a retry would ask again
 DAG_FILES = sorted(p for p in DAGS_DIR.glob("*.py") if not p.name.startswith("_"))
 
 
@@ -49,7 +50,10 @@ def test_every_task_has_owner_and_retries(dagbag):
     for dag in dagbag.dags.values():
         for task in dag.tasks:
             assert task.owner and task.owner != "airflow", f"{dag.dag_id}.{task.task_id} has no owner"
-            assert task.retries >= 1, f"{dag.dag_id}.{task.task_id} has no retries"
+            if task.task_type in HUMAN_TASKS:
+                assert task.retries == 0, f"{dag.dag_id}.{task.task_id}: a human decision must not be retried"
+            else:
+                assert task.retries >= 1, f"{dag.dag_id}.{task.task_id} has no retries"
 
 
 def test_data_pipeline_shape(dagbag, settings):
@@ -94,3 +98,23 @@ def test_dag_files_are_thin():
         text = path.read_text()
         for forbidden in ("import pyspark", "from pyspark", "import pandas", "spark.sql(", "SELECT "):
             assert forbidden not in text, f"{path.name} contains {forbidden!r}"
+
+
+def test_train_model_shape(dagbag, settings):
+    dag = dagbag.dags["train_model"]
+    down = {t.task_id: set(t.downstream_task_ids) for t in dag.tasks}
+    chain = ["build_training_set", "tune", "train_final", "evaluate", "register_challenger", "gate", "route"]
+    for a, b in zip(chain, chain[1:]):
+        assert b in down[a], f"{a} -> {b}"
+    assert down["route"] == {"rejected", "auto_approve", "approve_promotion"}
+    # promote hangs off the two approval paths only: a gate rejection (both skipped) skips it
+    assert dag.get_task("promote").upstream_task_ids == {"auto_approve", "approve_promotion"}
+    assert dag.get_task("promote").trigger_rule == "none_failed_min_one_success"
+    approval = dag.get_task("approve_promotion")
+    assert approval.task_type == "ApprovalOperator" and approval.defaults == ["Reject"]
+    # scheduled on the validated feature Asset (the one data_pipeline emits) and weekly; UI parameters
+    features = dagbag.dags["data_pipeline"].get_task("validate_features").outlets[0]
+    assert [(a.name, a.uri) for a in dag.timetable.asset_condition.objects] == [(features.name, features.uri)]
+    assert dag.timetable.timetable.expression == "0 3 * * 1"
+    assert {"last_test_day", "train_days", "gap_days", "test_days", "n_folds", "n_trials"} <= set(dag.params)
+    assert dag.get_task("build_training_set").pool == settings.spark_pool
