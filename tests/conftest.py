@@ -82,17 +82,21 @@ def airflow_db():
 # A small simulated history shared by the dbt, feature and training tests (built once per session).
 
 HISTORY_START = date(2025, 3, 1)
-HISTORY_DAYS = 8
+HISTORY_DAYS = 10
 
 
 @pytest.fixture(scope="session")
 def history(settings, spark):
-    """Eight simulated days (2025-03-01..08) ingested into bronze, plus the reference snapshots."""
+    """Ten simulated days (2025-03-01..10) ingested into bronze, plus the reference snapshots.
+
+    Frauds are reported within a day (``max_report_delay_days=1``), so labels mature in two days and
+    a training window, its gap and a test day fit in the short history.
+    """
     from jobs.ingest import ingest
     from jobs.reference import ingest_references
     from jobs.simulate import SimulationConfig, simulate
 
-    cfg = SimulationConfig(start_date=HISTORY_START, days=HISTORY_DAYS, n_customers=80, n_terminals=120, seed=11)
+    cfg = SimulationConfig(start_date=HISTORY_START, days=HISTORY_DAYS, n_customers=300, n_terminals=600, seed=11, max_report_delay_days=1)
     simulate(cfg, settings.landing_dir)
     days = [HISTORY_START + timedelta(days=i) for i in range(HISTORY_DAYS)]
     for day in days:

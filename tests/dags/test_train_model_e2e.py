@@ -18,7 +18,7 @@ DAGS_DIR = REPO_ROOT / "dags"
 TRIALS = 3
 
 ENV = {
-    "PIPELINE_LABEL_MATURITY_DAYS": "1",  # labels mature inside the eight simulated days
+    "PIPELINE_LABEL_MATURITY_DAYS": "2",  # the history's frauds are reported within a day
     "PIPELINE_AUTO_APPROVE": "true",
     "PIPELINE_MIN_AUC": "0.6",  # a tiny history: the first-model floors are lowered, not skipped
     "PIPELINE_MIN_AP": "0.2",
@@ -48,9 +48,9 @@ def test_train_model_promotes_a_first_champion_then_rejects_an_identical_challen
     s = training_settings
     days = feature_history
     dag = DagBag(dag_folder=str(DAGS_DIR / "train_model.py")).dags["train_model"]
-    conf = {"last_test_day": str(days[6]), "train_days": 2, "gap_days": 1, "test_days": 1, "n_folds": 1, "n_trials": TRIALS}
+    conf = {"last_test_day": str(days[7]), "train_days": 2, "gap_days": 2, "test_days": 1, "n_folds": 1, "n_trials": TRIALS}
 
-    first = dag.test(logical_date=datetime(2025, 3, 9, tzinfo=timezone.utc), run_conf=conf)
+    first = dag.test(logical_date=datetime(2025, 3, 11, tzinfo=timezone.utc), run_conf=conf)
     states = _states(first)
     assert first.state == "success", states
     assert states["promote"] == "success" and states["auto_approve"] == "success"
@@ -76,7 +76,7 @@ def test_train_model_promotes_a_first_champion_then_rejects_an_identical_challen
     for key in ("git_commit", "dbt_manifest_hash", "feature_set_version", "config_hash", "window.train", "window.test",
                 "delta_version.features.transaction_features", "delta_version.marts.fct_transactions"):
         assert tags.get(key), key
-    assert tags["window.test"] == f"{days[6]}..{days[6]}" and tags["window.train"] == f"{days[3]}..{days[4]}"
+    assert tags["window.test"] == f"{days[7]}..{days[7]}" and tags["window.train"] == f"{days[3]}..{days[4]}"
     nested = client.search_runs([run.info.experiment_id], f"tags.mlflow.parentRunId = '{run.info.run_id}'")
     assert len(nested) == TRIALS and all(r.data.params for r in nested)
     artifacts = {f.path for d in ("evaluation", "evaluation/plots", "model_card") for f in client.list_artifacts(run.info.run_id, d)}
@@ -88,7 +88,7 @@ def test_train_model_promotes_a_first_champion_then_rejects_an_identical_challen
         assert key in metrics
 
     # Same data versions, same seed: the same model and metrics; no gain, so the gate rejects it.
-    second = dag.test(logical_date=datetime(2025, 3, 10, tzinfo=timezone.utc), run_conf=conf)
+    second = dag.test(logical_date=datetime(2025, 3, 12, tzinfo=timezone.utc), run_conf=conf)
     states = _states(second)
     assert second.state == "success", states
     assert states["rejected"] == "success" and states["promote"] == "skipped" and states["auto_approve"] == "skipped"

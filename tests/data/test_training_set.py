@@ -12,14 +12,14 @@ from jobs.training_data import FEATURES_TABLE, PINNED_TABLES, build_training_set
 
 def test_pinned_versions_reproduce_the_set_after_the_tables_change(feature_history, settings, spark, tmp_path):
     days = feature_history
-    quick = replace(settings, label_maturity_days=1)
-    windows = dict(last_test_day=days[6], train_days=2, gap_days=1, test_days=1, n_folds=1)
+    quick = replace(settings, label_maturity_days=2)  # the history's frauds are reported within a day
+    windows = dict(last_test_day=days[7], train_days=2, gap_days=2, test_days=1, n_folds=1)
     first = build_training_set(tmp_path / "a", quick, **windows)
     assert set(first["delta_versions"]) == set(PINNED_TABLES)
     assert first["delta_versions"] == current_versions(spark)
 
     # A later write changes the features; the pinned versions still read the old rows.
-    spark.sql(f"UPDATE {FEATURES_TABLE} SET tx_amount = tx_amount + 1 WHERE batch_date = DATE'{days[5]}'")
+    spark.sql(f"UPDATE {FEATURES_TABLE} SET tx_amount = tx_amount + 1 WHERE batch_date = DATE'{days[4]}'")  # a training day
     try:
         pinned = build_training_set(tmp_path / "b", quick, versions=first["delta_versions"], **windows)
         latest = build_training_set(tmp_path / "c", quick, **windows)
@@ -36,11 +36,11 @@ def test_pinned_versions_reproduce_the_set_after_the_tables_change(feature_histo
     cutoff = datetime.fromisoformat(manifest["windows"]["cutoff"])
     frauds = main.train[main.train["label"] == 1]
     assert len(frauds) > 0 and all(reported[t] < cutoff for t in frauds["transaction_id"])
-    assert cutoff == datetime.combine(days[6], datetime.min.time())
+    assert cutoff == datetime.combine(days[7], datetime.min.time())
     assert manifest["rows"]["train"] == len(main.train) and len(folds) == 1
 
 
 def test_a_span_before_the_first_feature_day_is_refused_with_the_windows(feature_history, settings, tmp_path):
     with pytest.raises(ValueError, match="not enough history"):
-        build_training_set(tmp_path, replace(settings, label_maturity_days=1), last_test_day=feature_history[6],
-                           train_days=5, gap_days=1, test_days=1, n_folds=2)
+        build_training_set(tmp_path, replace(settings, label_maturity_days=2), last_test_day=feature_history[7],
+                           train_days=5, gap_days=2, test_days=1, n_folds=2)
