@@ -1,6 +1,6 @@
 """Ray Tune with ASHA versus a plain sequential loop, on the same search budget.
 
-    python bench/train.py [--trials 16] [--days 45] [--customers 2000] [--concurrency 2]
+    python bench/train.py [--trials 16] [--days 60] [--customers 2000] [--concurrency 2]
 
 Both search the space of ``jobs/conf/training.yaml`` with Optuna's TPE sampler (same seed, same
 start point) on the same prequential folds (7-day train, 7-day gap, 7-day validation, 3 folds of a
@@ -87,7 +87,7 @@ def ray_run(folds, settings, cfg: dict, n_trials: int, concurrency: int, asha: b
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--trials", type=int, default=16)
-    parser.add_argument("--days", type=int, default=45)
+    parser.add_argument("--days", type=int, default=60)
     parser.add_argument("--customers", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=2)
     parser.add_argument("--skip-fifo", action="store_true")
