@@ -29,7 +29,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from jobs.config import Settings, get_settings
-from jobs.train import features_matrix, load_config, mlflow_client
+from jobs.train import features_matrix, load_config, mlflow_client, save_ctx
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ def register_challenger(ctx: dict, settings: Settings | None = None) -> dict:
         client.set_model_version_tag(settings.model_name, mv.version, f"metric.{k}", f"{v:.6f}")
     log.info("registered %s version %s as %s", settings.model_name, mv.version, CHALLENGER)
     ctx = {**ctx, "version": str(mv.version)}
-    Path(ctx["run_dir"], "ctx.json").write_text(json.dumps(ctx, indent=2))
+    save_ctx(ctx)
     return ctx
 
 
@@ -169,7 +169,7 @@ def gate(ctx: dict, settings: Settings | None = None) -> dict:
     Path(ctx["run_dir"], "gate.json").write_text(json.dumps(decision, indent=2))
     log.info("gate for %s v%s: %s (%s)", name, version, decision["decision"], "; ".join(decision["reasons"]))
     ctx = {**ctx, "gate": decision["decision"], "gate_reasons": decision["reasons"]}
-    Path(ctx["run_dir"], "ctx.json").write_text(json.dumps(ctx, indent=2))
+    save_ctx(ctx)
     return ctx
 
 

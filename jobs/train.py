@@ -243,7 +243,7 @@ def stage_build(key: str, settings: Settings | None = None, last_test_day: date 
             log.info("retry of %s: reusing MLflow run %s and the pinned versions %s", key, previous["parent_run_id"], versions)
             keep = ("key", "run_dir", "parent_run_id", "n_trials", "config_hash")
             ctx = {k: previous[k] for k in keep}
-            _save_ctx(ctx)
+            save_ctx(ctx)
             return ctx
     manifest = build_training_set(run_dir, settings, last_test_day, train_days, gap_days, test_days, n_folds, versions)
     cfg = load_config(settings)
@@ -272,7 +272,7 @@ def stage_build(key: str, settings: Settings | None = None, last_test_day: date 
     }.items()])
     client.log_dict(run.info.run_id, manifest, "training_set/manifest.json")
     ctx = {"key": key, "run_dir": str(run_dir), "parent_run_id": run.info.run_id, "n_trials": n_trials, "config_hash": chash}
-    _save_ctx(ctx)
+    save_ctx(ctx)
     return ctx
 
 
@@ -287,7 +287,8 @@ def _param(k, v):
     return Param(k, str(v))
 
 
-def _save_ctx(ctx: dict) -> None:
+def save_ctx(ctx: dict) -> None:
+    """Write the stage state next to the training set (what a retried task reads back)."""
     Path(ctx["run_dir"], "ctx.json").write_text(json.dumps(ctx, indent=2))
 
 
@@ -328,7 +329,7 @@ def stage_tune(ctx: dict, settings: Settings | None = None, concurrency: int | N
                      params=[_param(k, v) for k, v in params.items() if k not in logged])  # MLflow params are write-once
     Path(ctx["run_dir"], "tune.json").write_text(json.dumps({"best": best, "trials": trials, "seconds": seconds}, indent=2))
     ctx = {**ctx, "best_config": best["config"], "best_rounds": best["best_rounds"], "tune_best_ap": best["best_ap"]}
-    _save_ctx(ctx)
+    save_ctx(ctx)
     log.info("tuning: best %s = %.4f at %d rounds, %d trials in %.0f s", METRIC, best["best_ap"], best["best_rounds"], len(trials), seconds)
     return ctx
 
@@ -370,7 +371,7 @@ def stage_train(ctx: dict, settings: Settings | None = None) -> dict:
         )
         mlflow.log_metric("fit_seconds", fit_s)
     ctx = {**ctx, "model_uri": info.model_uri, "model_id": info.model_id}
-    _save_ctx(ctx)
+    save_ctx(ctx)
     return ctx
 
 
@@ -422,7 +423,7 @@ def stage_evaluate(ctx: dict, settings: Settings | None = None) -> dict:
     for p in plots:
         client.log_artifact(ctx["parent_run_id"], str(p), "evaluation/plots")
     ctx = {**ctx, "metrics": {k: v for k, v in metrics.items() if v is not None}}
-    _save_ctx(ctx)
+    save_ctx(ctx)
     log.info("evaluation: %s", json.dumps(ctx["metrics"]))
     return ctx
 
