@@ -86,39 +86,34 @@ HISTORY_DAYS = 10
 
 
 @pytest.fixture(scope="session")
-def history(settings, spark):
-    """Ten simulated days (2025-03-01..10) ingested into bronze, plus the reference snapshots.
+def history_backfill(settings, spark):
+    """Ten simulated days (2025-03-01..10) through ``jobs.backfill``: bronze, marts and features.
 
     Frauds are reported within a day (``max_report_delay_days=1``), so labels mature in two days and
-    a training window, its gap and a test day fit in the short history.
+    a training window, its gap and a test day fit in the short history. Returns (config, simulator
+    summary, backfill summary, days).
     """
-    from jobs.ingest import ingest
-    from jobs.reference import ingest_references
+    from jobs.backfill import backfill
     from jobs.simulate import SimulationConfig, simulate
 
     cfg = SimulationConfig(start_date=HISTORY_START, days=HISTORY_DAYS, n_customers=300, n_terminals=600, seed=11, max_report_delay_days=1)
-    simulate(cfg, settings.landing_dir)
+    simulated = simulate(cfg, settings.landing_dir)
     days = [HISTORY_START + timedelta(days=i) for i in range(HISTORY_DAYS)]
-    for day in days:
-        ingest(day, "transactions", settings=settings)
-        ingest(day, "fraud_reports", settings=settings)
-    ingest_references(days[-1], settings=settings)
-    return days
+    summary = backfill(days[0], days[-1], settings)
+    return cfg, simulated, summary, days
 
 
 @pytest.fixture(scope="session")
-def marts(history, settings, spark):
-    """The history through dbt: staging, fct_transactions and the dimensions."""
-    from jobs.transform import run_dbt
+def history(history_backfill):
+    """The days of the shared history: ingested into bronze, with marts and features built."""
+    return history_backfill[-1]
 
-    run_dbt(["run", "--select", "+fct_transactions", "+dim_customers", "+dim_terminals", "--quiet"], settings, vars={"as_of": str(history[-1])})
+
+@pytest.fixture(scope="session")
+def marts(history):
     return history
 
 
 @pytest.fixture(scope="session")
-def feature_history(marts, settings):
-    """Features of every history day, computed in one backfill job."""
-    from jobs.features import build_features
-
-    build_features(marts[0], settings=settings, write_state=False, through=marts[-1])
-    return marts
+def feature_history(history):
+    return history

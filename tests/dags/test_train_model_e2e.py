@@ -1,14 +1,19 @@
-"""End to end: train_model through dag.test() twice on the simulated history.
+"""End to end: train_model through dag.test() on the simulated history.
 
 Real Spark/Delta (pinned versions), real Ray Tune, real LightGBM, real MLflow (SQLite store and
-registry). The first run must leave a champion that loads with ``models:/<name>@champion``; the
-second, on the same data versions and seed, must reproduce the same model and metrics, which is
-then no improvement: the gate rejects it, promotion is skipped, the champion stays.
+registry), real Airflow human-in-the-loop. The first run must leave a champion that loads with
+``models:/<name>@champion``; the second, on the same data versions and seed, must reproduce the same
+model and metrics, which is then no improvement: the gate rejects it, promotion is skipped, the
+champion stays. Two more runs pass the gate and wait for a person: one is rejected through
+Airflow's REST API, the other gets no answer and takes the timeout default (Reject); neither serves.
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+import json
+import threading
+import time
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
@@ -39,11 +44,69 @@ def _states(run):
     return {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
 
 
+def _awaiting_input(dag_id: str, task_id: str, deadline: float):
+    """The task instance parked in AWAITING_INPUT (polled from the metadata DB), or None at the deadline."""
+    from sqlalchemy import select
+
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+    from airflow.utils.state import TaskInstanceState
+
+    while time.monotonic() < deadline:
+        with create_session() as session:
+            ti = session.scalars(select(TaskInstance).where(
+                TaskInstance.dag_id == dag_id, TaskInstance.task_id == task_id,
+                TaskInstance.state == TaskInstanceState.AWAITING_INPUT)).first()
+            if ti is not None:
+                return ti.run_id, ti.trigger_timeout
+        time.sleep(0.5)
+    return None
+
+
+def _respond_through_rest_api(dag_id: str, option: str, result: dict, timeout_s: float = 900) -> None:
+    """A person's answer: log in to the Airflow API and PATCH the approval task's HITL detail."""
+    from fastapi.testclient import TestClient
+
+    from airflow.api_fastapi.app import create_app
+
+    found = _awaiting_input(dag_id, "approve_promotion", time.monotonic() + timeout_s)
+    if found is None:
+        result["error"] = "approve_promotion never waited for input"
+        return
+    run_id, _ = found
+    with TestClient(create_app("core"), base_url="http://localhost") as client:
+        from airflow.configuration import conf
+
+        passwords = json.loads(open(conf.get("core", "simple_auth_manager_passwords_file")).read())
+        token = client.post("/auth/token", json={"username": "admin", "password": passwords["admin"]}).json()["access_token"]
+        response = client.patch(
+            f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/approve_promotion/-1/hitlDetails",
+            json={"chosen_options": [option], "params_input": {}}, headers={"Authorization": f"Bearer {token}"})
+    result.update(status=response.status_code, body=response.json())
+
+
+def _sweep_timeouts_like_the_scheduler(dag_id: str, result: dict, timeout_s: float = 900) -> None:
+    """No answer: once the response deadline has passed, run the scheduler's AWAITING_INPUT timeout sweep."""
+    from airflow.jobs.job import Job
+    from airflow.jobs.scheduler_job_runner import SchedulerJobRunner
+
+    found = _awaiting_input(dag_id, "approve_promotion", time.monotonic() + timeout_s)
+    if found is None:
+        result["error"] = "approve_promotion never waited for input"
+        return
+    _, deadline = found
+    while datetime.now(timezone.utc) <= deadline:
+        time.sleep(0.5)
+    SchedulerJobRunner(job=Job()).check_awaiting_input_timeouts()
+    result["swept"] = True
+
+
 def test_train_model_promotes_a_first_champion_then_rejects_an_identical_challenger(airflow_db, feature_history, training_settings):
     import mlflow
     from airflow.dag_processing.dagbag import DagBag
 
-    from jobs.train import mlflow_client
+    from jobs.train import config_hash, git_commit, load_config, mlflow_client, run_dir_for
+    from jobs.transform import manifest_hash
 
     s = training_settings
     days = feature_history
@@ -73,10 +136,22 @@ def test_train_model_promotes_a_first_champion_then_rejects_an_identical_challen
     # Lineage on the parent run, one nested run per trial, report, plots and model card as artifacts.
     run = client.get_run(champion.run_id)
     tags = run.data.tags
-    for key in ("git_commit", "dbt_manifest_hash", "feature_set_version", "config_hash", "window.train", "window.test",
-                "delta_version.features.transaction_features", "delta_version.marts.fct_transactions"):
-        assert tags.get(key), key
+    from jobs.feature_registry import FEATURE_SET_VERSION
+    from jobs.lakehouse import table_version
+    from jobs.training_data import PINNED_TABLES
+
+    manifest = json.loads((run_dir_for(s, first.run_id) / "manifest.json").read_text())
+    assert tags["git_commit"] == git_commit() and tags["dbt_manifest_hash"] == manifest_hash(s)
+    assert tags["feature_set_version"] == FEATURE_SET_VERSION
+    assert tags["config_hash"] == config_hash(load_config(s), s, {"windows": manifest["windows"], "n_trials": TRIALS})
+    assert tags["data.frame_hash"] == manifest["frame_hash"] and tags["training_key"] == first.run_id
+    spark = __import__("jobs.spark", fromlist=["get_spark"]).get_spark(s)
+    for table in PINNED_TABLES:
+        assert int(tags[f"delta_version.{table}"]) == manifest["delta_versions"][table] <= table_version(spark, table), table
     assert tags["window.test"] == f"{days[7]}..{days[7]}" and tags["window.train"] == f"{days[3]}..{days[4]}"
+    assert (tags["window.cutoff"], tags["window.gap_days"]) == (f"{days[7]}T00:00:00", "2")
+    assert tags["window.label_as_of"] == f"{days[-1] + timedelta(days=1)}T00:00:00"
+    assert {k: v for k, v in champion.tags.items() if k in tags} == {k: v for k, v in tags.items() if k in champion.tags}
     nested = client.search_runs([run.info.experiment_id], f"tags.mlflow.parentRunId = '{run.info.run_id}'")
     assert len(nested) == TRIALS and all(r.data.params for r in nested)
     artifacts = {f.path for d in ("evaluation", "evaluation/plots", "model_card") for f in client.list_artifacts(run.info.run_id, d)}
@@ -101,3 +176,57 @@ def test_train_model_promotes_a_first_champion_then_rejects_an_identical_challen
         assert again.data.metrics[key] == metrics[key], key
     assert {k: v for k, v in again.data.params.items() if k.startswith("best.")} == {k: v for k, v in run.data.params.items() if k.startswith("best.")}
     assert again.data.tags["data.frame_hash"] == tags["data.frame_hash"]
+
+
+def test_a_person_rejects_then_no_one_answers_and_neither_version_serves(airflow_db, feature_history, training_settings, monkeypatch):
+    """After the first test's champion: a challenger passes the gate (margins opened) and waits for a person."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    from jobs.train import mlflow_client
+
+    monkeypatch.setenv("PIPELINE_AUTO_APPROVE", "false")
+    monkeypatch.setenv("PIPELINE_PROMOTION_MARGIN", "-1")  # any AP passes the comparison
+    monkeypatch.setenv("PIPELINE_SLICE_MARGIN", "1")
+    get_settings.cache_clear()
+    s = get_settings()
+    client = mlflow_client(s)
+    champion = client.get_model_version_by_alias(s.model_name, "champion").version
+    days = feature_history
+    conf = {"last_test_day": str(days[7]), "train_days": 2, "gap_days": 2, "test_days": 1, "n_folds": 1, "n_trials": 1}
+    dag = DagBag(dag_folder=str(DAGS_DIR / "train_model.py")).dags["train_model"]
+
+    answer: dict = {}
+    person = threading.Thread(target=_respond_through_rest_api, args=("train_model", "Reject", answer), daemon=True)
+    person.start()
+    run = dag.test(logical_date=datetime(2025, 3, 13, tzinfo=timezone.utc), run_conf=conf)
+    person.join(timeout=60)
+    states = _states(run)
+    assert answer.get("status") == 200, answer
+    assert answer["body"]["chosen_options"] == ["Reject"] and answer["body"]["responded_by_user"]["name"] == "admin"
+    assert run.state == "success", states
+    assert (states["approve_promotion"], states["promote"], states["record_outcome"]) == ("success", "skipped", "success")
+    rejected = client.get_model_version_by_alias(s.model_name, "challenger")
+    assert rejected.tags["gate.decision"] == "passed"
+    assert (rejected.tags["approval"], rejected.tags["rejected_by"]) == ("rejected", "admin")
+    assert client.get_model_version_by_alias(s.model_name, "champion").version == champion
+    from jobs.registry import promote
+
+    with pytest.raises(ValueError, match="was rejected by admin"):
+        promote(rejected.version, "someone else")
+
+    # Nobody answers: the response deadline passes and the scheduler's sweep applies the default, Reject.
+    dag = DagBag(dag_folder=str(DAGS_DIR / "train_model.py")).dags["train_model"]
+    dag.get_task("approve_promotion").response_timeout = timedelta(seconds=3)
+    swept: dict = {}
+    sweeper = threading.Thread(target=_sweep_timeouts_like_the_scheduler, args=("train_model", swept), daemon=True)
+    sweeper.start()
+    run = dag.test(logical_date=datetime(2025, 3, 14, tzinfo=timezone.utc), run_conf=conf)
+    sweeper.join(timeout=60)
+    states = _states(run)
+    assert swept.get("swept"), swept
+    assert run.state == "success" and (states["promote"], states["record_outcome"]) == ("skipped", "success"), states
+    timed_out = client.get_model_version_by_alias(s.model_name, "challenger")
+    assert timed_out.version != rejected.version and timed_out.tags["gate.decision"] == "passed"
+    assert (timed_out.tags["approval"], timed_out.tags["rejected_by"]) == ("rejected", "timeout default")
+    assert client.get_model_version_by_alias(s.model_name, "champion").version == champion
+    get_settings.cache_clear()

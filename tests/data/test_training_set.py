@@ -44,3 +44,27 @@ def test_a_span_before_the_first_feature_day_is_refused_with_the_windows(feature
     with pytest.raises(ValueError, match="not enough history"):
         build_training_set(tmp_path, replace(settings, label_maturity_days=2), last_test_day=feature_history[7],
                            train_days=5, gap_days=2, test_days=1, n_folds=2)
+
+
+@pytest.mark.parametrize("windows, match", [
+    # the test window must end before labels are mature: data ends on day 10, maturity 2 days
+    (dict(test_index=9, train_days=2, gap_days=2), r"the test window ends 2025-03-10, but labels are mature only up to 2025-03-08"),
+    (dict(test_index=7, train_days=2, gap_days=1), r"gap of 1 days < label maturity of 2 days"),
+    (dict(test_index=7, train_days=2, gap_days=2, n_folds=0), r"at least one validation fold"),
+])
+def test_windows_that_would_bias_the_labels_are_refused(feature_history, settings, tmp_path, windows, match):
+    quick = replace(settings, label_maturity_days=2)
+    args = dict(windows)
+    day = feature_history[args.pop("test_index")]
+    with pytest.raises(ValueError, match=match):
+        build_training_set(tmp_path, quick, last_test_day=day, test_days=1, **{"n_folds": 1, **args})
+    assert not (tmp_path / "frame.parquet").exists()
+
+
+def test_transactions_without_features_are_refused_with_their_days(feature_history, settings, spark, tmp_path):
+    days = feature_history
+    versions = {**current_versions(spark), FEATURES_TABLE: 0}  # version 0: the table before any feature was written
+    with pytest.raises(ValueError, match=r"transactions without features \(per day: \{'2025-03-0[0-9]': [0-9]+") as err:
+        build_training_set(tmp_path, replace(settings, label_maturity_days=2), last_test_day=days[7], train_days=2,
+                           gap_days=2, test_days=1, n_folds=1, versions=versions)
+    assert "python -m jobs" in str(err.value)
