@@ -3,7 +3,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 ENV := . scripts/env.sh &&
 
-.PHONY: help setup jars demo train mlflow-ui test up down status bench lint clean dbt-build dbt-docs bench-pipeline bench-train bench-quality
+.PHONY: help setup jars demo train mlflow-ui test up down status bench lint format clean dbt-build dbt-docs bench-pipeline bench-train bench-quality
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -19,17 +19,17 @@ demo: setup ## simulate 45 days, backfill 42, run data_pipeline for 3 through Ai
 
 train: setup ## run train_model once through Airflow (dag.test); CONF='{"n_trials": 8}' sets DAG params
 	@$(ENV) python scripts/run_dag_days.py train_model $$(date -u +%F) $$(date -u +%F) $(if $(CONF),--conf '$(CONF)')
-	@$(ENV) python -m jobs.registry status 2>/dev/null
+	@$(ENV) python -m jobs.release.registry status 2>/dev/null
 
 mlflow-ui: setup ## MLflow UI on the embedded store (runs, registry, artifacts) at http://localhost:5000
-	@$(ENV) python -c 'from jobs.config import get_settings as g; s=g(); print(s.resolved_mlflow_tracking_uri)' > var/mlflow-uri && \
+	@$(ENV) python -c 'from jobs.config import get_settings as g; s=g(); print(s.mlflow_tracking_uri)' > var/mlflow-uri && \
 		MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false mlflow server --workers 1 --backend-store-uri "$$(cat var/mlflow-uri)" --registry-store-uri "$$(cat var/mlflow-uri)" --host 127.0.0.1 --port 5000
 
 dbt-build: setup ## dbt build (all models and tests) in the project's Spark session; AS_OF=YYYY-MM-DD sets the label date
-	@$(ENV) python -m jobs.transform build $(if $(AS_OF),--as-of $(AS_OF))
+	@$(ENV) python -m jobs.platform.dbt_runner build $(if $(AS_OF),--as-of $(AS_OF))
 
 dbt-docs: setup ## generate the dbt docs site and serve it on http://localhost:8081
-	@$(ENV) python -m jobs.transform docs generate && python -m jobs.transform docs serve --port 8081 --no-browser
+	@$(ENV) python -m jobs.platform.dbt_runner docs generate && python -m jobs.platform.dbt_runner docs serve --port 8081 --no-browser
 
 test: setup ## run the test suite (real Spark, Delta, Airflow)
 	@$(ENV) python -m pytest tests -q
@@ -52,8 +52,11 @@ bench-quality: setup ## model quality on 120 simulated days, 7/7/7 and default p
 bench-pipeline: setup ## time one large day through ingestion, dbt and features (bench/pipeline.py; DAY_ROWS=1000000)
 	@$(ENV) python bench/pipeline.py --day-rows $(or $(DAY_ROWS),1000000)
 
-lint: ## hadolint the Dockerfile
-	@$(ENV) hadolint --config .hadolint.yaml docker/Dockerfile
+lint: setup ## ruff (lint rules, import order, formatting) and hadolint on the Dockerfile; the test suite runs them too
+	@$(ENV) ruff check . && ruff format --check . && hadolint --config .hadolint.yaml docker/Dockerfile
+
+format: setup ## format the code and fix the import order with ruff
+	@$(ENV) ruff check --select I --fix . && ruff format .
 
 clean: ## remove generated data, Airflow state and caches (keeps .venv and the jars)
 	rm -rf data var .pytest_cache .hypothesis

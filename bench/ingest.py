@@ -32,9 +32,9 @@ def main() -> int:
     data_dir = args.keep or Path(tempfile.mkdtemp(prefix="bench-ingest-"))
     os.environ["PIPELINE_DATA_DIR"] = str(data_dir)
     from jobs.config import get_settings
-    from jobs.ingest import ingest
-    from jobs.simulate import SimulationConfig, simulate
-    from jobs.spark import get_spark
+    from jobs.data.ingest import ingest
+    from jobs.data.simulate import SimulationConfig, simulate
+    from jobs.platform.spark import get_spark
 
     settings = get_settings()
     t = time.perf_counter()
@@ -44,27 +44,41 @@ def main() -> int:
     results = []
     for i, size in enumerate(args.sizes):
         day = date(2026, 3, 1 + i)
-        cfg = SimulationConfig(start_date=day, days=1, n_customers=int(size / ROWS_PER_CUSTOMER_DAY), n_terminals=10_000,
-                               seed=100 + i, bad_rows_rate=0.001)
+        cfg = SimulationConfig(
+            start_date=day,
+            days=1,
+            n_customers=int(size / ROWS_PER_CUSTOMER_DAY),
+            n_terminals=10_000,
+            seed=100 + i,
+            bad_rows_rate=0.001,
+        )
         t = time.perf_counter()
-        summary = simulate(cfg, settings.landing_dir)
+        summary = simulate(cfg, settings.storage.landing_dir)
         sim_s = time.perf_counter() - t
         rows_written = summary["transactions"]  # clean rows; bad rows are extra lines
         res = ingest(day, "transactions", settings=settings, run_id=f"bench_{size}")
         ingest_s = res.seconds - res.timings.get("spark_session", 0.0)
         write_s = sum(v for k, v in res.timings.items() if k.startswith("write"))
         # baseline: the same file through Spark's CSV reader straight into a Delta table
-        path = settings.landing_file("transactions", day)
+        path = settings.storage.landing_file("transactions", day)
         t = time.perf_counter()
         raw = spark.read.option("header", True).option("inferSchema", False).csv(str(path))
         raw.write.format("delta").mode("overwrite").save(str(data_dir / "baseline" / str(size)))
         base_s = time.perf_counter() - t
         row = {
-            "size": size, "rows_read": res.rows_read, "quarantined": res.rows_quarantined,
-            "simulator_rows_per_s": round(rows_written / sim_s), "simulator_s": round(sim_s, 2),
-            "ingest_s_excl_jvm": round(ingest_s, 2), "ingest_rows_per_s": round(res.rows_read / ingest_s),
-            "read_s": res.timings["read"], "check_log_s": res.timings.get("check_log", 0.0), "validate_s": res.timings["validate"], "delta_write_s": round(write_s, 2),
-            "baseline_csv_to_delta_s": round(base_s, 2), "baseline_rows_per_s": round(res.rows_read / base_s),
+            "size": size,
+            "rows_read": res.rows_read,
+            "quarantined": res.rows_quarantined,
+            "simulator_rows_per_s": round(rows_written / sim_s),
+            "simulator_s": round(sim_s, 2),
+            "ingest_s_excl_jvm": round(ingest_s, 2),
+            "ingest_rows_per_s": round(res.rows_read / ingest_s),
+            "read_s": res.timings["read"],
+            "check_log_s": res.timings.get("check_log", 0.0),
+            "validate_s": res.timings["validate"],
+            "delta_write_s": round(write_s, 2),
+            "baseline_csv_to_delta_s": round(base_s, 2),
+            "baseline_rows_per_s": round(res.rows_read / base_s),
             "ratio_vs_baseline": round(ingest_s / base_s, 2),
         }
         results.append(row)

@@ -25,7 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 ROWS_PER_CUSTOMER_DAY = 1.94  # see bench/ingest.py
@@ -37,7 +37,7 @@ def reference_features_numpy(frame, day: date | None, delay: int):
     import numpy as np
     import pandas as pd
 
-    from jobs.feature_registry import CUSTOMER_WINDOWS, TERMINAL_WINDOWS
+    from jobs.features.registry import CUSTOMER_WINDOWS, TERMINAL_WINDOWS
 
     ts = frame["tx_datetime"].astype("datetime64[us]").astype("int64").to_numpy()
     t0 = ts.min()
@@ -63,7 +63,9 @@ def reference_features_numpy(frame, day: date | None, delay: int):
         out[f"customer_nb_tx_{n}d"] = nb.astype("int32")
         out[f"customer_avg_amount_{n}d"] = (csum[right] - csum[left]) / nb / 100.0
     avg30 = out["customer_avg_amount_30d"].to_numpy()
-    out["customer_amount_ratio_30d"] = np.where(avg30 != 0, out["tx_amount"].to_numpy() / np.where(avg30 != 0, avg30, 1), 1.0)
+    out["customer_amount_ratio_30d"] = np.where(
+        avg30 != 0, out["tx_amount"].to_numpy() / np.where(avg30 != 0, avg30, 1), 1.0
+    )
 
     term = pd.factorize(frame["terminal_id"])[0].astype(np.int64)
     order = np.lexsort((rel, term))
@@ -77,7 +79,9 @@ def reference_features_numpy(frame, day: date | None, delay: int):
         nb = hi - lo
         # A fraud f counts for the rows of its terminal with max(reported, f + D) <= t < f + N + D.
         f_key = k[has_rep]
-        start = np.searchsorted(keys, term[has_rep] * big + np.maximum(rep[has_rep] - t0, rel[has_rep] + delay * DAY_US), side="left")
+        start = np.searchsorted(
+            keys, term[has_rep] * big + np.maximum(rep[has_rep] - t0, rel[has_rep] + delay * DAY_US), side="left"
+        )
         end = np.searchsorted(keys, f_key + (n + delay) * DAY_US, side="left")
         diff = np.zeros(len(keys) + 1, dtype=np.int64)
         ok = start < end
@@ -113,13 +117,13 @@ def main() -> int:
     subprocess.run([str(Path(sys.executable).parent / "airflow"), "db", "migrate"], check=True, capture_output=True)
 
     from jobs.config import get_settings
-    from jobs.feature_validation import validate_feature_partition
-    from jobs.features import build_features
-    from jobs.ingest import ingest
-    from jobs.reference import ingest_references
-    from jobs.simulate import SimulationConfig, simulate
-    from jobs.spark import get_spark
-    from jobs.transform import ensure_manifest, run_dbt
+    from jobs.data.ingest import ingest
+    from jobs.data.reference import ingest_references
+    from jobs.data.simulate import SimulationConfig, simulate
+    from jobs.features.build import build_features
+    from jobs.features.validate import validate_feature_partition
+    from jobs.platform.dbt_runner import ensure_manifest, run_dbt
+    from jobs.platform.spark import get_spark
 
     settings = get_settings()
     timings: dict[str, float] = {}
@@ -139,10 +143,15 @@ def main() -> int:
     start = date(2026, 4, 1)
     day = start + timedelta(days=args.history_days)
     print(f"history: {args.history_days} days x {args.history_customers} customers (not timed)")
-    hist = SimulationConfig(start_date=start, days=args.history_days, n_customers=args.history_customers,
-                            n_terminals=args.history_terminals, seed=21)
+    hist = SimulationConfig(
+        start_date=start,
+        days=args.history_days,
+        n_customers=args.history_customers,
+        n_terminals=args.history_terminals,
+        seed=21,
+    )
     t = time.perf_counter()
-    simulate(hist, settings.landing_dir)
+    simulate(hist, settings.storage.landing_dir)
     for i in range(args.history_days):
         d = start + timedelta(days=i)
         ingest(d, "transactions", settings=settings, run_id="bench_history")
@@ -152,9 +161,14 @@ def main() -> int:
     history_rows = spark.table("marts.fct_transactions").count()
     print(f"  history ready: {history_rows:,} transactions in {time.perf_counter() - t:.0f} s")
 
-    big = SimulationConfig(start_date=day, days=1, n_customers=int(args.day_rows / ROWS_PER_CUSTOMER_DAY),
-                           n_terminals=max(args.history_terminals, args.day_rows // 100), seed=22)
-    simulate(big, settings.landing_dir)
+    big = SimulationConfig(
+        start_date=day,
+        days=1,
+        n_customers=int(args.day_rows / ROWS_PER_CUSTOMER_DAY),
+        n_terminals=max(args.history_terminals, args.day_rows // 100),
+        seed=22,
+    )
+    simulate(big, settings.storage.landing_dir)
     print(f"the day {day}:")
     res = timed("ingest transactions", ingest, day, "transactions", settings=settings, run_id="bench_day")
     timed("ingest fraud reports", ingest, day, "fraud_reports", settings=settings, run_id="bench_day")
@@ -164,13 +178,20 @@ def main() -> int:
     timed("dbt build (plain)", run_dbt, ["build", "--quiet"], settings, vars={"as_of": str(day)})
     spark.sql(f"RESTORE TABLE marts.fct_transactions TO VERSION AS OF {version}")
 
-    from airflow.dag_processing.dagbag import DagBag
+    from airflow.dag_processing.dagbag import BundleDagBag
 
-    dag = DagBag(dag_folder=str(settings.dbt_project_dir.parent / "dags" / "data_pipeline.py")).dags["data_pipeline"]
-    dbt_only = dag.partial_subset(task_ids=[t.task_id for t in dag.tasks if t.task_id.startswith("dbt.")],
-                                  include_upstream=False, include_downstream=False)
-    run = timed("dbt as rendered in Airflow (dag.test of the dbt task group)", dbt_only.test,
-                logical_date=datetime(day.year, day.month, day.day, tzinfo=timezone.utc))
+    dags_dir = settings.dbt.project_dir.parent / "dags"
+    dag = BundleDagBag(dag_folder=str(dags_dir / "data_pipeline.py"), bundle_path=dags_dir).dags["data_pipeline"]
+    dbt_only = dag.partial_subset(
+        task_ids=[t.task_id for t in dag.tasks if t.task_id.startswith("dbt.")],
+        include_upstream=False,
+        include_downstream=False,
+    )
+    run = timed(
+        "dbt as rendered in Airflow (dag.test of the dbt task group)",
+        dbt_only.test,
+        logical_date=datetime(day.year, day.month, day.day, tzinfo=UTC),
+    )
     n_tasks = len(run.get_task_instances())
     assert run.state == "success", f"dbt task group: {run.state}"
 
@@ -183,31 +204,45 @@ def main() -> int:
     t = time.perf_counter()
     frame = (
         spark.table("marts.fct_transactions")
-        .where((F.col("tx_datetime") > F.lit(lo)) & (F.col("tx_datetime") < F.lit(datetime.combine(day + timedelta(days=1), datetime.min.time()))))
+        .where(
+            (F.col("tx_datetime") > F.lit(lo))
+            & (F.col("tx_datetime") < F.lit(datetime.combine(day + timedelta(days=1), datetime.min.time())))
+        )
         .select("transaction_id", "tx_datetime", "customer_id", "terminal_id", "tx_amount", "reported_at", "batch_date")
         .toPandas()
     )
     load_s = time.perf_counter() - t
     t = time.perf_counter()
-    reference = reference_features_numpy(frame, day, settings.feature_label_delay_days)
+    reference = reference_features_numpy(frame, day, settings.features.label_delay_days)
     ref_s = time.perf_counter() - t
     stored = spark.table("features.transaction_features").where(F.col("batch_date") == F.lit(day)).toPandas()
     merged = stored.merge(reference, on="transaction_id", suffixes=("", "_ref"))
-    from jobs.feature_registry import FEATURE_NAMES
+    from jobs.features.registry import FEATURE_NAMES
 
     mismatches = {f: int((merged[f] != merged[f + "_ref"]).sum()) for f in FEATURE_NAMES}
     mismatches = {f: n for f, n in mismatches.items() if n}
 
-    pipeline = timings["ingest transactions"] + timings["ingest fraud reports"] + timings[
-        "dbt as rendered in Airflow (dag.test of the dbt task group)"] + timings["features"] + timings["feature validation"]
+    pipeline = (
+        timings["ingest transactions"]
+        + timings["ingest fraud reports"]
+        + timings["dbt as rendered in Airflow (dag.test of the dbt task group)"]
+        + timings["features"]
+        + timings["feature validation"]
+    )
     dbt_ratio = timings["dbt as rendered in Airflow (dag.test of the dbt task group)"] / timings["dbt build (plain)"]
     print()
-    print(f"day of {res.rows_accepted:,} transactions on a {history_rows:,}-row history ({args.history_days} days), {len(merged):,} feature rows")
+    print(
+        f"day of {res.rows_accepted:,} transactions on a {history_rows:,}-row history ({args.history_days} days), {len(merged):,} feature rows"
+    )
     print(f"daily pipeline (ingest + dbt in Airflow + features + validation): {pipeline:.0f} s")
     print(f"dbt: Airflow-rendered ({n_tasks} tasks) / plain dbt build = {dbt_ratio:.2f}x (target <= 1.3x)")
-    print(f"features: Spark job {summary['seconds']:.1f} s (incl. writes and online state) vs numpy reference {ref_s:.1f} s "
-          f"(+ {load_s:.1f} s to load the rows into pandas): ratio {summary['seconds'] / ref_s:.1f}x")
-    print(f"Spark features equal the reference exactly: {'yes' if not mismatches and len(merged) == res.rows_accepted else mismatches}")
+    print(
+        f"features: Spark job {summary['seconds']:.1f} s (incl. writes and online state) vs numpy reference {ref_s:.1f} s "
+        f"(+ {load_s:.1f} s to load the rows into pandas): ratio {summary['seconds'] / ref_s:.1f}x"
+    )
+    print(
+        f"Spark features equal the reference exactly: {'yes' if not mismatches and len(merged) == res.rows_accepted else mismatches}"
+    )
     return 0
 
 

@@ -39,7 +39,10 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from simdata import label_as_of, simulated_frame  # noqa: E402
 
-PROTOCOLS = {"7/7/7": dict(train_days=7, gap_days=7, test_days=7), "default 21/7/7": dict(train_days=21, gap_days=7, test_days=7)}
+PROTOCOLS = {
+    "7/7/7": dict(train_days=7, gap_days=7, test_days=7),
+    "default 21/7/7": dict(train_days=21, gap_days=7, test_days=7),
+}
 
 
 def _handbook_test_set(frame, plan, as_of, maturity_days, label_at):
@@ -76,62 +79,97 @@ def main() -> int:
     import os
 
     os.environ.setdefault("PIPELINE_DATA_DIR", str(args.out / "data"))
-    from jobs import evaluation as ev
-    from jobs.config import get_settings
-    from jobs.train import fit_final, features_matrix, load_config, tune_model
-    from jobs.training_data import label_at, plan_windows, split
+    from jobs.config import get_settings, load_training_config
+    from jobs.evaluation import baseline as ev_baseline
+    from jobs.evaluation import metrics as ev
+    from jobs.features.registry import features_matrix
+    from jobs.training.dataset import label_at, plan_windows, split
+    from jobs.training.train import fit_final
+    from jobs.training.tune import tune_model
 
     settings = get_settings()
-    cfg = load_config(settings)
+    cfg = load_training_config(settings)
     t0 = time.time()
-    frame = simulated_frame(date(2026, 1, 1), args.days, args.customers, args.terminals, args.seed, settings.feature_label_delay_days)
+    frame = simulated_frame(
+        date(2026, 1, 1), args.days, args.customers, args.terminals, args.seed, settings.features.label_delay_days
+    )
     as_of = label_as_of(frame)
-    last_mature = max(frame["tx_date"]) - timedelta(days=settings.label_maturity_days)
-    print(f"simulated {len(frame):,} transactions over {args.days} days ({args.customers} customers, {args.terminals} terminals), "
-          f"fraud rate {frame['tx_fraud'].mean():.4f}, in {time.time() - t0:.0f} s", flush=True)
+    last_mature = max(frame["tx_date"]) - timedelta(days=settings.data.label_maturity_days)
+    print(
+        f"simulated {len(frame):,} transactions over {args.days} days ({args.customers} customers, {args.terminals} terminals), "
+        f"fraud rate {frame['tx_fraud'].mean():.4f}, in {time.time() - t0:.0f} s",
+        flush=True,
+    )
 
     summary = {}
     for name, windows in PROTOCOLS.items():
         weeks = [last_mature - timedelta(days=7 * i) for i in range(args.weeks)][::-1]
         plan0 = plan_windows(weeks[0], n_folds=args.folds, label_as_of=as_of, **windows)
-        _, folds = split(frame, plan0, settings.label_maturity_days)
+        _, folds = split(frame, plan0, settings.data.label_maturity_days)
         t = time.time()
-        best, trials, tune_s = tune_model(folds, settings, cfg, args.trials, args.concurrency, args.out / "ray", name.replace("/", "-").replace(" ", "_"))
-        print(f"\n== {name}: tuned on folds before {plan0.main.evaluate.start} ({args.trials} trials, {tune_s:.0f} s): "
-              f"validation AP {best['best_ap']:.4f}, {best['best_rounds']} rounds, {json.dumps(best['config'])}", flush=True)
+        best, trials, tune_s = tune_model(
+            folds,
+            settings,
+            cfg,
+            args.trials,
+            args.concurrency,
+            args.out / "ray",
+            name.replace("/", "-").replace(" ", "_"),
+        )
+        print(
+            f"\n== {name}: tuned on folds before {plan0.main.evaluate.start} ({args.trials} trials, {tune_s:.0f} s): "
+            f"validation AP {best['best_ap']:.4f}, {best['best_rounds']} rounds, {json.dumps(best['config'])}",
+            flush=True,
+        )
         rows = []
         for last in weeks:
             plan = plan_windows(last, n_folds=0, label_as_of=as_of, **windows)
-            main_split, _ = split(frame, plan, settings.label_maturity_days)
-            booster = fit_final(main_split.train, cfg, best["config"], best["best_rounds"], settings.seed)
-            baseline = ev.fit_baseline(main_split.train, settings.seed)
-            handbook = _handbook_test_set(frame, plan, as_of, settings.label_maturity_days, label_at)
+            main_split, _ = split(frame, plan, settings.data.label_maturity_days)
+            booster = fit_final(main_split.train, cfg, best["config"], best["best_rounds"], settings.training.seed)
+            baseline = ev_baseline.fit_baseline(main_split.train, settings.training.seed)
+            handbook = _handbook_test_set(frame, plan, as_of, settings.data.label_maturity_days, label_at)
             row = {"test": f"{plan.main.evaluate.start}..{plan.main.evaluate.end}", "train_rows": len(main_split.train)}
             for variant, test in (("project", main_split.evaluate), ("handbook", handbook)):
                 row[variant] = {
-                    "rows": len(test), "frauds": int(test["label"].sum()),
-                    "model": ev.evaluate(test, booster.predict(features_matrix(test)), cfg, settings.slice_margin)["overall"],
-                    "baseline": ev.evaluate(test, baseline(test), cfg, settings.slice_margin)["overall"],
+                    "rows": len(test),
+                    "frauds": int(test["label"].sum()),
+                    "model": ev.evaluate(test, booster.predict(features_matrix(test)), cfg, settings.gate.slice_margin)[
+                        "overall"
+                    ],
+                    "baseline": ev.evaluate(test, baseline(test), cfg, settings.gate.slice_margin)["overall"],
                 }
                 r = row[variant]
-                print(f"  test {row['test']} [{variant:8s}] {r['rows']:,} rows, {r['frauds']} frauds | LightGBM AUC {r['model']['auc']:.4f} "
-                      f"AP {r['model']['average_precision']:.4f} CP@100 {r['model']['card_precision_at_k']:.3f} | logistic baseline "
-                      f"AUC {r['baseline']['auc']:.4f} AP {r['baseline']['average_precision']:.4f} CP@100 {r['baseline']['card_precision_at_k']:.3f}",
-                      flush=True)
+                print(
+                    f"  test {row['test']} [{variant:8s}] {r['rows']:,} rows, {r['frauds']} frauds | LightGBM AUC {r['model']['auc']:.4f} "
+                    f"AP {r['model']['average_precision']:.4f} CP@100 {r['model']['card_precision_at_k']:.3f} | logistic baseline "
+                    f"AUC {r['baseline']['auc']:.4f} AP {r['baseline']['average_precision']:.4f} CP@100 {r['baseline']['card_precision_at_k']:.3f}",
+                    flush=True,
+                )
             rows.append(row)
         agg = {}
         for variant in ("project", "handbook"):
             for who in ("model", "baseline"):
                 for metric in ("auc", "average_precision", "card_precision_at_k"):
                     values = [r[variant][who][metric] for r in rows]
-                    agg[f"{variant}.{who}.{metric}"] = (statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0)
-            a = lambda k: agg[f"{variant}.{k}"]
-            print(f"  [{variant}] mean ± sd over {len(rows)} weeks: LightGBM AUC {a('model.auc')[0]:.4f} ± {a('model.auc')[1]:.4f}, "
-                  f"AP {a('model.average_precision')[0]:.4f} ± {a('model.average_precision')[1]:.4f}, "
-                  f"CP@100 {a('model.card_precision_at_k')[0]:.3f} ± {a('model.card_precision_at_k')[1]:.3f} "
-                  f"(baseline AUC {a('baseline.auc')[0]:.4f}, AP {a('baseline.average_precision')[0]:.4f}, "
-                  f"CP@100 {a('baseline.card_precision_at_k')[0]:.3f})", flush=True)
-        summary[name] = {"weeks": rows, "mean_sd": agg, "tune": {"best": best, "seconds": tune_s}, "seconds": time.time() - t}
+                    agg[f"{variant}.{who}.{metric}"] = (
+                        statistics.mean(values),
+                        statistics.stdev(values) if len(values) > 1 else 0.0,
+                    )
+            a = lambda k: agg[f"{variant}.{k}"]  # noqa: B023 (used within this iteration)
+            print(
+                f"  [{variant}] mean ± sd over {len(rows)} weeks: LightGBM AUC {a('model.auc')[0]:.4f} ± {a('model.auc')[1]:.4f}, "
+                f"AP {a('model.average_precision')[0]:.4f} ± {a('model.average_precision')[1]:.4f}, "
+                f"CP@100 {a('model.card_precision_at_k')[0]:.3f} ± {a('model.card_precision_at_k')[1]:.3f} "
+                f"(baseline AUC {a('baseline.auc')[0]:.4f}, AP {a('baseline.average_precision')[0]:.4f}, "
+                f"CP@100 {a('baseline.card_precision_at_k')[0]:.3f})",
+                flush=True,
+            )
+        summary[name] = {
+            "weeks": rows,
+            "mean_sd": agg,
+            "tune": {"best": best, "seconds": tune_s},
+            "seconds": time.time() - t,
+        }
     print("\npublished handbook baselines (7/7/7): AUC ~0.87, AP 0.66-0.69, CP@100 0.29-0.30")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "quality.json").write_text(json.dumps(summary, indent=2, default=str))

@@ -14,22 +14,25 @@ import sys
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from pipeline import reference_features_numpy  # noqa: E402
 
-from jobs.feature_registry import FEATURE_SET_VERSION  # noqa: E402
-from jobs.simulate import Population, SimulationConfig, simulate_day  # noqa: E402
+from jobs.data.simulate import Population, SimulationConfig, simulate_day  # noqa: E402
+from jobs.features.registry import FEATURE_SET_VERSION  # noqa: E402
 
 
-def simulated_frame(start: date, days: int, customers: int, terminals: int, seed: int, delay_days: int = 7) -> pd.DataFrame:
+def simulated_frame(
+    start: date, days: int, customers: int, terminals: int, seed: int, delay_days: int = 7
+) -> pd.DataFrame:
     cfg = SimulationConfig(start_date=start, days=days, n_customers=customers, n_terminals=terminals, seed=seed)
     pop = Population(cfg)
     tx = pd.concat([simulate_day(cfg, pop, start + timedelta(days=i)) for i in range(days)], ignore_index=True)
     day0 = tx["tx_datetime"].dt.normalize()
-    reported = day0 + pd.to_timedelta(tx["report_delay_days"], unit="D") + pd.to_timedelta(tx["report_seconds"], unit="s")
+    reported = (
+        day0 + pd.to_timedelta(tx["report_delay_days"], unit="D") + pd.to_timedelta(tx["report_seconds"], unit="s")
+    )
     tx["reported_at"] = reported.where(tx["tx_fraud"] == 1)
     tx["transaction_id"] = tx["transaction_id"].astype(str)
     tx["customer_id"] = tx["customer_id"].astype(str)
@@ -37,7 +40,8 @@ def simulated_frame(start: date, days: int, customers: int, terminals: int, seed
     tx["batch_date"] = tx["tx_datetime"].dt.date
     feats = reference_features_numpy(tx, None, delay_days)
     frame = tx[["transaction_id", "tx_datetime", "customer_id", "terminal_id", "reported_at", "tx_fraud"]].merge(
-        feats, on="transaction_id")
+        feats, on="transaction_id"
+    )
     frame["tx_date"] = frame["tx_datetime"].dt.date
     cust = pop.customers_frame()[["customer_id", "segment", "region"]].astype(str)
     term = pop.terminals_frame()[["terminal_id", "merchant_category"]].astype(str)

@@ -36,7 +36,7 @@ def optuna_space(cfg: dict) -> dict:
 
     out = {}
     for name, spec in cfg["search_space"].items():
-        (kind, args), = spec.items()
+        ((kind, args),) = spec.items()
         if kind == "randint":
             out[name] = IntDistribution(args[0], args[1] - 1)
         elif kind == "uniform":
@@ -53,7 +53,7 @@ def optuna_space(cfg: dict) -> dict:
 def sequential(folds, cfg: dict, n_trials: int, seed: int) -> dict:
     import optuna
 
-    from jobs.train import METRIC, _fold_arrays, fold_trainable
+    from jobs.training.tune import METRIC, _fold_arrays, fold_trainable
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
@@ -65,8 +65,15 @@ def sequential(folds, cfg: dict, n_trials: int, seed: int) -> dict:
     for _ in range(n_trials):
         trial = study.ask(space)
         history = []
-        fold_trainable(trial.params, folds=arrays, fixed=cfg["fixed_params"], rounds_per_step=cfg["rounds_per_step"],
-                       max_steps=cfg["max_steps"], seed=seed, report=lambda m: history.append((m[METRIC], time.time() - t0)))
+        fold_trainable(
+            trial.params,
+            folds=arrays,
+            fixed=cfg["fixed_params"],
+            rounds_per_step=cfg["rounds_per_step"],
+            max_steps=cfg["max_steps"],
+            seed=seed,
+            report=lambda m, history=history: history.append((m[METRIC], time.time() - t0)),
+        )
         top = max(history)
         study.tell(trial, top[0])
         if top[0] > best:
@@ -75,7 +82,7 @@ def sequential(folds, cfg: dict, n_trials: int, seed: int) -> dict:
 
 
 def ray_run(folds, settings, cfg: dict, n_trials: int, concurrency: int, asha: bool, out: Path) -> dict:
-    from jobs.train import tune_model
+    from jobs.training.tune import tune_model
 
     name = f"bench-{'asha' if asha else 'fifo'}-{int(time.time())}"
     best, trials, wall = tune_model(folds, settings, cfg, n_trials, concurrency, out, name, use_asha=asha)
@@ -99,34 +106,45 @@ def main() -> int:
     os.environ.setdefault("PIPELINE_DATA_DIR", str(args.out / "data"))
     from datetime import timedelta
 
-    from jobs.config import get_settings
-    from jobs.train import load_config, ray_init
-    from jobs.training_data import plan_windows, split
+    from jobs.config import get_settings, load_training_config
+    from jobs.training.dataset import plan_windows, split
+    from jobs.training.tune import ray_init
 
     settings = get_settings()
-    cfg = load_config(settings)
-    frame = simulated_frame(date(2026, 1, 1), args.days, args.customers, args.customers * 2, settings.seed)
-    last = max(frame["tx_date"]) - timedelta(days=settings.label_maturity_days)
+    cfg = load_training_config(settings)
+    frame = simulated_frame(date(2026, 1, 1), args.days, args.customers, args.customers * 2, settings.training.seed)
+    last = max(frame["tx_date"]) - timedelta(days=settings.data.label_maturity_days)
     plan = plan_windows(last, 7, 7, 7, 3, label_as_of=label_as_of(frame))
-    _, folds = split(frame, plan, settings.label_maturity_days)
+    _, folds = split(frame, plan, settings.data.label_maturity_days)
     rows = sum(len(f.train) for f in folds)
-    print(f"{args.trials} trials, {len(folds)} folds ({rows:,} training rows in all), up to {cfg['max_steps']} steps of "
-          f"{cfg['rounds_per_step']} rounds; {os.cpu_count()} cores", flush=True)
+    print(
+        f"{args.trials} trials, {len(folds)} folds ({rows:,} training rows in all), up to {cfg['max_steps']} steps of "
+        f"{cfg['rounds_per_step']} rounds; {os.cpu_count()} cores",
+        flush=True,
+    )
 
     t = time.time()
     ray_init(settings)
     print(f"ray.init: {time.time() - t:.1f} s (not counted below)", flush=True)
-    results = {"sequential loop": sequential(folds, cfg, args.trials, settings.seed)}
+    results = {"sequential loop": sequential(folds, cfg, args.trials, settings.training.seed)}
     print(f"sequential done in {results['sequential loop']['wall_s']:.0f} s", flush=True)
-    results[f"Ray Tune + ASHA (x{args.concurrency})"] = ray_run(folds, settings, cfg, args.trials, args.concurrency, True, args.out / "ray")
+    results[f"Ray Tune + ASHA (x{args.concurrency})"] = ray_run(
+        folds, settings, cfg, args.trials, args.concurrency, True, args.out / "ray"
+    )
     if not args.skip_fifo:
-        results[f"Ray Tune, FIFO (x{args.concurrency})"] = ray_run(folds, settings, cfg, args.trials, args.concurrency, False, args.out / "ray")
+        results[f"Ray Tune, FIFO (x{args.concurrency})"] = ray_run(
+            folds, settings, cfg, args.trials, args.concurrency, False, args.out / "ray"
+        )
 
     base = results["sequential loop"]
-    print(f"\n{'run':<26} {'wall s':>8} {'trials/min':>11} {'best AP':>8} {'to best s':>10} {'speed-up':>9} {'to-best ratio':>14} {'stopped early':>14}")
+    print(
+        f"\n{'run':<26} {'wall s':>8} {'trials/min':>11} {'best AP':>8} {'to best s':>10} {'speed-up':>9} {'to-best ratio':>14} {'stopped early':>14}"
+    )
     for name, r in results.items():
-        print(f"{name:<26} {r['wall_s']:>8.1f} {args.trials / r['wall_s'] * 60:>11.2f} {r['best']:>8.4f} {r['best_at_s']:>10.1f} "
-              f"{base['wall_s'] / r['wall_s']:>8.2f}x {base['best_at_s'] / max(r['best_at_s'], 1e-9):>13.2f}x {r.get('stopped_early', 0):>14}")
+        print(
+            f"{name:<26} {r['wall_s']:>8.1f} {args.trials / r['wall_s'] * 60:>11.2f} {r['best']:>8.4f} {r['best_at_s']:>10.1f} "
+            f"{base['wall_s'] / r['wall_s']:>8.2f}x {base['best_at_s'] / max(r['best_at_s'], 1e-9):>13.2f}x {r.get('stopped_early', 0):>14}"
+        )
     return 0
 
 

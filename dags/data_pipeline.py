@@ -17,24 +17,17 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pendulum
-from airflow.sdk import Asset, BaseSensorOperator, dag, task
+from airflow.sdk import BaseSensorOperator, dag, task
 from airflow.timetables.interval import CronDataIntervalTimetable
+from assets import BRONZE_FRAUD_REPORTS, BRONZE_TRANSACTIONS, TRANSACTION_FEATURES
 from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
 from cosmos.constants import ExecutionMode, InvocationMode, LoadMode, TestBehavior
 
 from jobs.config import get_settings
-from jobs.transform import PROFILE_NAME, dbt_env
+from jobs.platform.dbt_runner import PROFILE_NAME, dbt_env
 
 settings = get_settings()
-
-
-def _asset(table: str) -> Asset:
-    return Asset(name=table, uri=settings.table_uri(table))
-
-
-BRONZE_TRANSACTIONS = _asset("bronze.transactions")
-BRONZE_FRAUD_REPORTS = _asset("bronze.fraud_reports")
-TRANSACTION_FEATURES = _asset("features.transaction_features")
+SPARK_POOL = settings.airflow.spark_pool
 
 DBT_SENSOR_POKE_S = 10
 
@@ -50,8 +43,8 @@ DEFAULT_ARGS = {
     dag_id="data_pipeline",
     description="Daily: validated ingestion, dbt marts, point-in-time features, feature validation",
     schedule=CronDataIntervalTimetable("0 0 * * *", timezone="UTC"),
-    start_date=pendulum.instance(settings.start_datetime),
-    catchup=settings.catchup,
+    start_date=pendulum.instance(settings.airflow.start_datetime),
+    catchup=settings.airflow.catchup,
     max_active_runs=1,
     default_args=DEFAULT_ARGS,
     tags=["ingestion", "dbt", "features"],
@@ -59,58 +52,60 @@ DEFAULT_ARGS = {
 )
 def data_pipeline():
     @task.sensor(
-        poke_interval=settings.sensor_poke_interval_s,
-        timeout=settings.sensor_timeout_s,
+        poke_interval=settings.airflow.sensor_poke_interval_s,
+        timeout=settings.airflow.sensor_timeout_s,
         mode="reschedule",  # frees the worker slot between pokes; a timeout is not retried
     )
     def wait_for_landing_files(ds: str | None = None) -> bool:
-        from jobs.ingest import landing_files_ready
+        from jobs.data.ingest import landing_files_ready
 
         return landing_files_ready(pendulum.parse(ds).date())
 
-    @task(pool=settings.spark_pool, outlets=[BRONZE_TRANSACTIONS])
+    @task(pool=SPARK_POOL, outlets=[BRONZE_TRANSACTIONS])
     def ingest_transactions(ds: str | None = None, run_id: str | None = None) -> dict:
-        from jobs.ingest import ingest_batch
+        from jobs.data.ingest import ingest_batch
 
         return ingest_batch(ds, "transactions", run_id=run_id)
 
-    @task(pool=settings.spark_pool, outlets=[BRONZE_FRAUD_REPORTS])
+    @task(pool=SPARK_POOL, outlets=[BRONZE_FRAUD_REPORTS])
     def ingest_fraud_reports(ds: str | None = None, run_id: str | None = None) -> dict:
-        from jobs.ingest import ingest_batch
+        from jobs.data.ingest import ingest_batch
 
         return ingest_batch(ds, "fraud_reports", run_id=run_id)
 
-    @task(pool=settings.spark_pool)
+    @task(pool=SPARK_POOL)
     def ingest_reference_data(ds: str | None = None, run_id: str | None = None) -> dict:
-        from jobs.reference import ingest_references
+        from jobs.data.reference import ingest_references
 
         return ingest_references(ds, run_id=run_id)
 
     dbt = DbtTaskGroup(
         group_id="dbt",
         project_config=ProjectConfig(
-            dbt_project_path=settings.dbt_project_dir,
-            manifest_path=settings.dbt_manifest_path,
+            dbt_project_path=settings.dbt.project_dir,
+            manifest_path=settings.dbt.manifest_path,
             install_dbt_deps=False,
             env_vars=dbt_env(settings),
         ),
         profile_config=ProfileConfig(
             profile_name=PROFILE_NAME,
-            target_name=settings.dbt_target,
-            profiles_yml_filepath=settings.dbt_project_dir / "profiles.yml",
+            target_name=settings.dbt.target,
+            profiles_yml_filepath=settings.dbt.project_dir / "profiles.yml",
         ),
         execution_config=ExecutionConfig(
             execution_mode=ExecutionMode.WATCHER, invocation_mode=InvocationMode.DBT_RUNNER
         ),
         # dbt unit tests check the SQL logic, not the day's data: they run in CI (make test), not daily.
         render_config=RenderConfig(
-            load_method=LoadMode.DBT_MANIFEST, test_behavior=TestBehavior.AFTER_EACH, exclude=["resource_type:unit_test"]
+            load_method=LoadMode.DBT_MANIFEST,
+            test_behavior=TestBehavior.AFTER_EACH,
+            exclude=["resource_type:unit_test"],
         ),
         operator_args={"vars": {"as_of": "{{ ds }}"}, "install_deps": False},
     )
     for dbt_task in dbt.iter_tasks():
         if dbt_task.task_id.endswith("dbt_producer_watcher"):
-            dbt_task.pool = settings.spark_pool  # only the producer runs dbt (and Spark)
+            dbt_task.pool = SPARK_POOL  # only the producer runs dbt (and Spark)
         elif isinstance(dbt_task, BaseSensorOperator):
             # Per-model sensors poke the producer's XCom and give their worker slot back between
             # pokes (reschedule mode) instead of deferring to the triggerer: the same behaviour
@@ -119,15 +114,15 @@ def data_pipeline():
             dbt_task.mode = "reschedule"
             dbt_task.poke_interval = DBT_SENSOR_POKE_S
 
-    @task(pool=settings.spark_pool)
+    @task(pool=SPARK_POOL)
     def build_features(ds: str | None = None) -> dict:
-        from jobs.features import build_features as build
+        from jobs.features.build import build_features as build
 
         return build(ds)
 
-    @task(pool=settings.spark_pool, outlets=[TRANSACTION_FEATURES])
+    @task(pool=SPARK_POOL, outlets=[TRANSACTION_FEATURES])
     def validate_features(ds: str | None = None) -> dict:
-        from jobs.feature_validation import validate_feature_partition
+        from jobs.features.validate import validate_feature_partition
 
         return validate_feature_partition(ds)
 

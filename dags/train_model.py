@@ -11,12 +11,16 @@ feature validation) and every Monday 03:00 UTC; trigger it from the UI with the 
 * ``register_challenger`` registers a new version with alias ``challenger``;
 * ``gate`` compares it with the ``champion`` on the same rows and records the decision;
 * a passed challenger waits in ``approve_promotion`` (Airflow's *Required actions* page: Approve or
-  Reject), or goes through ``auto_approve`` when ``PIPELINE_AUTO_APPROVE=true`` (demo, tests);
+  Reject; a human-in-the-loop task), or goes through ``auto_approve`` when ``PIPELINE_AUTO_APPROVE=true``
+  (demo, tests);
 * ``promote`` moves the ``champion`` alias and records who approved and when. A rejected challenger
   ends in ``rejected`` and never serves; ``record_outcome`` writes down what happened (a person's
-  Reject, or no answer within 7 days, is tagged on the version so it can never be promoted later).
+  Reject, or no answer within 7 days, is tagged on the version so it can never be promoted later;
+  a run that failed before the gate is recorded as such).
 
-Logic lives in ``jobs.train`` and ``jobs.registry``; this file only wires it.
+Logic lives in ``jobs.training`` and ``jobs.release``; this file only wires it. A training set that
+cannot be built (not enough history, windows that would bias the labels) fails at once, without a
+retry: waiting five minutes does not change the data.
 """
 
 from __future__ import annotations
@@ -24,14 +28,15 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pendulum
-from airflow.providers.standard.operators.hitl import ApprovalOperator
-from airflow.sdk import Asset, AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, task
+from airflow.providers.standard.operators.hitl import HITLOperator
+from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, task
+from assets import CHAMPION_MODEL, TRANSACTION_FEATURES
 
 from jobs.config import get_settings
+from jobs.release.decisions import DEFAULT_ON_TIMEOUT, ApprovalOption, NextStep
 
 settings = get_settings()
-TRANSACTION_FEATURES = Asset(name="features.transaction_features", uri=settings.table_uri("features.transaction_features"))
-MODEL_ASSET = Asset(name=f"model.{settings.model_name}.champion", uri=f"models:/{settings.model_name}@champion")
+training = settings.training
 
 DEFAULT_ARGS = {
     "owner": "ml-platform",
@@ -47,93 +52,112 @@ def _int(default: int, minimum: int, description: str) -> Param:
 @dag(
     dag_id="train_model",
     description="Tune, train, evaluate and register the fraud model; promote it through a gate and an approval",
-    schedule=AssetOrTimeSchedule(timetable=CronTriggerTimetable("0 3 * * 1", timezone="UTC"), assets=[TRANSACTION_FEATURES]),
-    start_date=pendulum.instance(settings.start_datetime),
+    schedule=AssetOrTimeSchedule(
+        timetable=CronTriggerTimetable("0 3 * * 1", timezone="UTC"), assets=[TRANSACTION_FEATURES]
+    ),
+    start_date=pendulum.instance(settings.airflow.start_datetime),
     catchup=False,
     max_active_runs=1,
     default_args=DEFAULT_ARGS,
     tags=["training", "mlflow", "ray"],
     doc_md=__doc__,
     params={
-        "last_test_day": Param(None, type=["null", "string"], format="date",
-                               description="last day of the test window; empty = the last day whose labels are mature"),
-        "train_days": _int(settings.train_days, 1, "training window (days)"),
-        "gap_days": _int(settings.gap_days, 0, "gap between training and test (days); keep it >= the label maturity"),
-        "test_days": _int(settings.test_days, 1, "test window and validation-fold length (days)"),
-        "n_folds": _int(settings.tune_folds, 1, "prequential validation folds for tuning"),
-        "n_trials": _int(settings.tune_trials, 1, "Ray Tune trials"),
+        "last_test_day": Param(
+            None,
+            type=["null", "string"],
+            format="date",
+            description="last day of the test window; empty = the last day whose labels are mature",
+        ),
+        "train_days": _int(training.train_days, 1, "training window (days)"),
+        "gap_days": _int(training.gap_days, 0, "gap between training and test (days); keep it >= the label maturity"),
+        "test_days": _int(training.test_days, 1, "test window and validation-fold length (days)"),
+        "n_folds": _int(training.tune_folds, 1, "prequential validation folds for tuning"),
+        "n_trials": _int(training.tune_trials, 1, "Ray Tune trials"),
     },
 )
 def train_model():
-    @task(pool=settings.spark_pool)
+    @task(pool=settings.airflow.spark_pool)
     def build_training_set(params: dict | None = None, run_id: str | None = None) -> dict:
         from datetime import date
 
-        from jobs.train import stage_build
+        from airflow.exceptions import AirflowFailException
+
+        from jobs.training.train import stage_build
 
         day = params.get("last_test_day")
-        return stage_build(
-            run_id, last_test_day=date.fromisoformat(day) if day else None, train_days=params["train_days"],
-            gap_days=params["gap_days"], test_days=params["test_days"], n_folds=params["n_folds"], n_trials=params["n_trials"],
-        )
+        try:
+            return stage_build(
+                run_id,
+                last_test_day=date.fromisoformat(day) if day else None,
+                train_days=params["train_days"],
+                gap_days=params["gap_days"],
+                test_days=params["test_days"],
+                n_folds=params["n_folds"],
+                n_trials=params["n_trials"],
+            )
+        except ValueError as exc:  # the data or the parameters cannot give a training set: a retry would not either
+            raise AirflowFailException(str(exc)) from exc
 
     @task(execution_timeout=timedelta(hours=6))
     def tune(ctx: dict) -> dict:
-        from jobs.train import stage_tune
+        from jobs.training.tune import stage_tune
 
         return stage_tune(ctx)
 
     @task
     def train_final(ctx: dict) -> dict:
-        from jobs.train import stage_train
+        from jobs.training.train import stage_train
 
         return stage_train(ctx)
 
     @task
     def evaluate(ctx: dict) -> dict:
-        from jobs.train import stage_evaluate
+        from jobs.training.evaluate import stage_evaluate
 
         return stage_evaluate(ctx)
 
     @task
     def register_challenger(ctx: dict) -> dict:
-        from jobs.registry import register_challenger as register
+        from jobs.release.registry import register_challenger as register
 
         return register(ctx)
 
     @task
     def gate(ctx: dict) -> dict:
-        from jobs.registry import gate as run_gate
+        from jobs.release.gate import gate as run_gate
 
         return run_gate(ctx)
 
     @task.branch
     def route(ctx: dict) -> str:
-        from jobs.config import get_settings
+        from jobs.release.approval import next_step
 
-        if ctx["gate"] != "passed":
-            return "rejected"
-        return "auto_approve" if get_settings().auto_approve else "approve_promotion"
+        return next_step(ctx).value
 
-    @task
+    @task(task_id=NextStep.REJECTED.value)
     def rejected(ctx: dict) -> dict:
         """The end of a rejected challenger: its reasons are on the model version and in this log."""
         import logging
 
-        logging.getLogger(__name__).warning("challenger v%s rejected: %s", ctx["version"], "; ".join(ctx["gate_reasons"]))
+        logging.getLogger(__name__).warning(
+            "challenger v%s rejected: %s", ctx["version"], "; ".join(ctx["gate_reasons"])
+        )
         return {"version": ctx["version"], "reasons": ctx["gate_reasons"]}
 
-    @task
+    @task(task_id=NextStep.AUTO_APPROVE.value)
     def auto_approve(ctx: dict) -> dict:
-        from datetime import datetime, timezone
+        from jobs.release.approval import auto_approval
 
-        return {"responded_by_user": {"id": "auto-approve", "name": "auto-approve (PIPELINE_AUTO_APPROVE=true)"},
-                "responded_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "chosen_options": ["Approve"]}
+        return auto_approval()
 
-    approve_promotion = ApprovalOperator(
-        task_id="approve_promotion",
-        subject="Promote {{ params_model }} version {{ ti.xcom_pull(task_ids='gate')['version'] }} to champion?".replace(
-            "{{ params_model }}", settings.model_name),
+    # HITLOperator rather than ApprovalOperator: on Reject the latter skips downstream without
+    # returning the answer, so who rejected and when could not be written on the version.
+    approve_promotion = HITLOperator(
+        task_id=NextStep.ASK_A_PERSON.value,
+        options=[ApprovalOption.APPROVE.value, ApprovalOption.REJECT.value],
+        subject="Promote "
+        + settings.mlflow.model_name
+        + " version {{ ti.xcom_pull(task_ids='gate')['version'] }} to champion?",
         body=(
             "The gate passed: {{ ti.xcom_pull(task_ids='gate')['gate_reasons'] | join('; ') }}.\n\n"
             "Test metrics: {{ ti.xcom_pull(task_ids='gate')['metrics'] }}.\n\n"
@@ -141,36 +165,38 @@ def train_model():
             "(artifacts `evaluation/evaluation.html`, `model_card/model_card.html`)."
         ),
         response_timeout=timedelta(days=7),
-        defaults="Reject",  # no answer within the timeout = not promoted
+        defaults=DEFAULT_ON_TIMEOUT.value,  # no answer within the timeout = not promoted
         retries=0,  # a human decision is not retried: a retry would ask again and block the next run
     )
 
-    @task(trigger_rule="none_failed_min_one_success", outlets=[MODEL_ASSET])
+    @task(trigger_rule="none_failed_min_one_success", outlets=[CHAMPION_MODEL])
     def promote(ti=None) -> dict:
-        """Upstream: the two approval paths only, so a rejected challenger (both skipped) is skipped here too."""
-        from jobs.registry import promote as do_promote
+        """Upstream: the two approval paths only, so a challenger the gate rejected (both skipped) is skipped here too.
 
-        ctx = ti.xcom_pull(task_ids="gate")
-        answer = ti.xcom_pull(task_ids="approve_promotion") or ti.xcom_pull(task_ids="auto_approve")
-        user = answer["responded_by_user"]
-        approver = user.get("name") or user.get("id")
-        return do_promote(ctx["version"], approver=str(approver), approved_at=str(answer["responded_at"]))
+        A person's Reject (or the timeout default) skips it too: no champion Asset is emitted.
+        """
+        from airflow.exceptions import AirflowSkipException
+
+        from jobs.release.approval import promote_approved
+
+        answer = ti.xcom_pull(task_ids=NextStep.ASK_A_PERSON.value) or ti.xcom_pull(
+            task_ids=NextStep.AUTO_APPROVE.value
+        )
+        promoted = promote_approved(ti.xcom_pull(task_ids="gate"), answer)
+        if promoted is None:
+            raise AirflowSkipException("the promotion was not approved")
+        return promoted
 
     @task(trigger_rule="all_done")
     def record_outcome(ti=None) -> dict:
-        """Whatever happened after the gate, written down: promoted, rejected by the gate, or by a person."""
-        from jobs.registry import record_rejection
+        """Whatever happened, written down: promoted, rejected by the gate or by a person, or failed before the gate."""
+        from jobs.release.approval import record_outcome as record
 
-        ctx = ti.xcom_pull(task_ids="gate")
-        promoted = ti.xcom_pull(task_ids="promote")
-        answer = ti.xcom_pull(task_ids="approve_promotion")
-        if promoted:
-            return {"outcome": "promoted", **promoted}
-        if answer and answer.get("chosen_options") == ["Reject"]:
-            user = answer.get("responded_by_user") or {}
-            return {"outcome": "rejected by approver", **record_rejection(
-                ctx["version"], str(user.get("name") or user.get("id") or "timeout default"), str(answer["responded_at"]))}
-        return {"outcome": f"gate: {ctx['gate']}", "version": ctx["version"], "reasons": ctx["gate_reasons"]}
+        return record(
+            ti.xcom_pull(task_ids="gate"),
+            ti.xcom_pull(task_ids="promote"),
+            ti.xcom_pull(task_ids=NextStep.ASK_A_PERSON.value),
+        )
 
     ctx = evaluate(train_final(tune(build_training_set())))
     gated = gate(register_challenger(ctx))

@@ -1,22 +1,38 @@
 """The one configuration module.
 
 Every setting is read from the environment once (prefix ``PIPELINE_``, plus the conventional
-``SPARK_MASTER``, ``RAY_ADDRESS`` and ``MLFLOW_TRACKING_URI``) into a frozen :class:`Settings`
-that is passed down. Defaults work on a laptop with no external services; the same code runs on a
-cluster by setting the variables. The README's configuration table documents each field.
+``SPARK_MASTER``, ``RAY_ADDRESS``, ``MLFLOW_TRACKING_URI`` and ``DBT_*``) into a frozen
+:class:`Settings` that is passed down. The settings are grouped by concern into small objects, as
+astronomer-cosmos splits its configuration (``settings.spark.master``, ``settings.training.gap_days``,
+``settings.gate.min_auc``, ...); each group checks its own fields, and :class:`Settings` checks the
+rules that span groups, with an error that names every variable involved. Defaults work on a laptop
+with no external services; the same code runs on a cluster by setting the variables. The README's
+configuration table is generated from the declarations below (:func:`settings_table`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from functools import lru_cache
 from pathlib import Path
-from typing import Mapping
+from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+CONF_DIR = Path(__file__).resolve().parent / "conf"
+
+
+class ConfigError(ValueError):
+    """A setting (or a combination of settings) is invalid; the message names the variables."""
+
+
+def setting(env: str, default: str, help: str, minimum: float | None = None, maximum: float | None = None):
+    """Declare one setting: its environment variable, default (as the string a user would write) and help."""
+    return field(metadata={"env": env, "default": default, "help": help, "minimum": minimum, "maximum": maximum})
 
 
 def _path(value: str) -> Path:
@@ -25,50 +41,23 @@ def _path(value: str) -> Path:
 
 
 def _bool(value: str) -> bool:
-    return value.strip().lower() in {"1", "true", "yes", "on"}
+    v = value.strip().lower()
+    if v in {"1", "true", "yes", "on"}:
+        return True
+    if v in {"0", "false", "no", "off", ""}:
+        return False
+    raise ValueError("expected true/false")
+
+
+_PARSERS = {Path: _path, int: int, float: float, bool: _bool, str: str, date: date.fromisoformat}
 
 
 @dataclass(frozen=True)
-class Settings:
-    """Resolved configuration. Build it with :func:`load_settings`."""
+class StorageSettings:
+    """Where data lives: landing files, the lakehouse, MLflow's embedded store, training runs."""
 
-    data_dir: Path = field(metadata={"env": "PIPELINE_DATA_DIR", "help": "root of landing/, lakehouse/, mlflow/"})
-    spark_master: str = field(metadata={"env": "SPARK_MASTER", "help": "Spark master URL"})
-    spark_jars_dir: Path = field(metadata={"env": "PIPELINE_SPARK_JARS_DIR", "help": "Delta jars resolved by `make setup`"})
-    spark_shuffle_partitions: int = field(metadata={"env": "PIPELINE_SPARK_SHUFFLE_PARTITIONS", "help": "spark.sql.shuffle.partitions"})
-    spark_driver_memory: str = field(metadata={"env": "PIPELINE_SPARK_DRIVER_MEMORY", "help": "spark.driver.memory"})
-    spark_java_opts: str = field(metadata={"env": "PIPELINE_SPARK_JAVA_OPTS", "help": "extra JVM options of the Spark driver (tests use C1-only JIT for a faster warm-up)"})
-    spark_ui_enabled: bool = field(metadata={"env": "PIPELINE_SPARK_UI", "help": "start the Spark UI"})
-    ray_address: str = field(metadata={"env": "RAY_ADDRESS", "help": "Ray cluster address; empty = local Ray"})
-    mlflow_tracking_uri: str = field(metadata={"env": "MLFLOW_TRACKING_URI", "help": "MLflow tracking URI; empty = SQLite under data_dir/mlflow"})
-    label_maturity_days: int = field(metadata={"env": "PIPELINE_LABEL_MATURITY_DAYS", "help": "days after which an unreported transaction counts as genuine"})
-    max_tx_amount: float = field(metadata={"env": "PIPELINE_MAX_TX_AMOUNT", "help": "amounts above this are quarantined as absurd"})
-    start_date: date = field(metadata={"env": "PIPELINE_START_DATE", "help": "first logical date of the daily DAGs"})
-    catchup: bool = field(metadata={"env": "PIPELINE_CATCHUP", "help": "let the scheduler run every missed day since the start date"})
-    sensor_timeout_s: int = field(metadata={"env": "PIPELINE_SENSOR_TIMEOUT_S", "help": "how long the DAG waits for a landing file"})
-    sensor_poke_interval_s: int = field(metadata={"env": "PIPELINE_SENSOR_POKE_INTERVAL_S", "help": "how often the sensor looks"})
-    spark_pool: str = field(metadata={"env": "PIPELINE_SPARK_POOL", "help": "Airflow pool (1 slot) that serialises Spark tasks"})
-    feature_label_delay_days: int = field(metadata={"env": "PIPELINE_FEATURE_LABEL_DELAY_DAYS", "help": "delay D of the terminal risk windows (t-(N+D), t-D]"})
-    dbt_target: str = field(metadata={"env": "DBT_TARGET", "help": "dbt target of dbt_project/profiles.yml (`local` = in-process Spark session; `thrift` = a Spark Thrift server)"})
-    dbt_threads: int = field(metadata={"env": "DBT_THREADS", "help": "dbt threads (models built concurrently in the one Spark session)"})
-    model_name: str = field(metadata={"env": "PIPELINE_MODEL_NAME", "help": "registered model name in MLflow"})
-    train_days: int = field(metadata={"env": "PIPELINE_TRAIN_DAYS", "help": "training window (days)"})
-    gap_days: int = field(metadata={"env": "PIPELINE_GAP_DAYS", "help": "gap between training and test windows (days; = the label delay)"})
-    test_days: int = field(metadata={"env": "PIPELINE_TEST_DAYS", "help": "test window (days); also the length of each validation fold"})
-    tune_folds: int = field(metadata={"env": "PIPELINE_TUNE_FOLDS", "help": "prequential validation folds used by tuning"})
-    tune_trials: int = field(metadata={"env": "PIPELINE_TUNE_TRIALS", "help": "Ray Tune trials per training"})
-    tune_concurrency: int = field(metadata={"env": "PIPELINE_TUNE_CONCURRENCY", "help": "concurrent trials (1 = reproducible best configuration)"})
-    ray_num_cpus: int = field(metadata={"env": "PIPELINE_RAY_NUM_CPUS", "help": "CPUs of the local Ray instance (0 = all)"})
-    seed: int = field(metadata={"env": "PIPELINE_SEED", "help": "seed of the searcher, LightGBM and the baseline"})
-    training_config: Path = field(metadata={"env": "PIPELINE_TRAINING_CONFIG", "help": "search space, ASHA and evaluation settings (YAML)"})
-    promotion_margin: float = field(metadata={"env": "PIPELINE_PROMOTION_MARGIN", "help": "average-precision gain a challenger needs over the champion"})
-    slice_margin: float = field(metadata={"env": "PIPELINE_SLICE_MARGIN", "help": "AUC drop that flags a slice (vs overall) or a slice regression (vs champion)"})
-    min_auc: float = field(metadata={"env": "PIPELINE_MIN_AUC", "help": "absolute AUC a first model needs to be promoted"})
-    min_ap: float = field(metadata={"env": "PIPELINE_MIN_AP", "help": "absolute average precision a first model needs"})
-    auto_approve: bool = field(metadata={"env": "PIPELINE_AUTO_APPROVE", "help": "skip the human approval of a promotion (demo and tests only)"})
-    model_owner: str = field(metadata={"env": "PIPELINE_MODEL_OWNER", "help": "owner named on the model card"})
+    data_dir: Path = setting("PIPELINE_DATA_DIR", "data", "root of landing/, lakehouse/, mlflow/, training/")
 
-    # Derived locations: one place that knows the layout of the data directory.
     @property
     def landing_dir(self) -> Path:
         return self.data_dir / "landing"
@@ -86,21 +75,8 @@ class Settings:
         return self.lakehouse_dir / "metastore_db"
 
     @property
-    def start_datetime(self) -> datetime:
-        return datetime(self.start_date.year, self.start_date.month, self.start_date.day, tzinfo=timezone.utc)
-
-    @property
     def mlflow_dir(self) -> Path:
         return self.data_dir / "mlflow"
-
-    @property
-    def resolved_mlflow_tracking_uri(self) -> str:
-        return self.mlflow_tracking_uri or f"sqlite:///{self.mlflow_dir / 'mlflow.db'}"
-
-    def table_uri(self, table: str) -> str:
-        """URI of a lakehouse table as an Airflow Asset (``schema.name`` -> file://.../schema/name)."""
-        schema, name = table.split(".")
-        return f"file://{self.lakehouse_dir}/{schema}/{name}"
 
     @property
     def training_dir(self) -> Path:
@@ -111,15 +87,6 @@ class Settings:
     def ray_dir(self) -> Path:
         return self.data_dir / "ray"
 
-    @property
-    def dbt_project_dir(self) -> Path:
-        return REPO_ROOT / "dbt_project"
-
-    @property
-    def dbt_manifest_path(self) -> Path:
-        """The manifest the Airflow DAG renders its dbt tasks from (written by every dbt invocation)."""
-        return self.dbt_project_dir / "target" / "manifest.json"
-
     def landing_file(self, source: str, day: date) -> Path | None:
         """The landing file of ``source`` for ``day`` (CSV preferred, JSON lines accepted), or None."""
         for suffix in (".csv", ".jsonl", ".json"):
@@ -128,61 +95,238 @@ class Settings:
                 return candidate
         return None
 
+    def table_uri(self, table: str) -> str:
+        """URI of a lakehouse table as an Airflow Asset (``schema.name`` -> file://.../schema/name)."""
+        schema, name = table.split(".")
+        return f"file://{self.lakehouse_dir}/{schema}/{name}"
 
-DEFAULTS: dict[str, str] = {
-    "PIPELINE_DATA_DIR": "data",
-    "SPARK_MASTER": "local[*]",
-    "PIPELINE_SPARK_JARS_DIR": ".cache/spark-jars",
-    "PIPELINE_SPARK_SHUFFLE_PARTITIONS": "4",
-    "PIPELINE_SPARK_DRIVER_MEMORY": "4g",
-    "PIPELINE_SPARK_JAVA_OPTS": "",
-    "PIPELINE_SPARK_UI": "false",
-    "RAY_ADDRESS": "",
-    "MLFLOW_TRACKING_URI": "",
-    "PIPELINE_LABEL_MATURITY_DAYS": "7",
-    "PIPELINE_MAX_TX_AMOUNT": "50000",
-    "PIPELINE_START_DATE": "2026-01-01",
-    "PIPELINE_CATCHUP": "false",
-    "PIPELINE_SENSOR_TIMEOUT_S": "21600",
-    "PIPELINE_SENSOR_POKE_INTERVAL_S": "300",
-    "PIPELINE_SPARK_POOL": "spark",
-    "PIPELINE_FEATURE_LABEL_DELAY_DAYS": "7",
-    "DBT_TARGET": "local",
-    "DBT_THREADS": "1",
-    "PIPELINE_MODEL_NAME": "fraud_detector",
-    "PIPELINE_TRAIN_DAYS": "21",
-    "PIPELINE_GAP_DAYS": "7",
-    "PIPELINE_TEST_DAYS": "7",
-    "PIPELINE_TUNE_FOLDS": "3",
-    "PIPELINE_TUNE_TRIALS": "20",
-    "PIPELINE_TUNE_CONCURRENCY": "1",
-    "PIPELINE_RAY_NUM_CPUS": "0",
-    "PIPELINE_SEED": "42",
-    "PIPELINE_TRAINING_CONFIG": "jobs/conf/training.yaml",
-    "PIPELINE_PROMOTION_MARGIN": "0.005",
-    "PIPELINE_SLICE_MARGIN": "0.05",
-    "PIPELINE_MIN_AUC": "0.85",
-    "PIPELINE_MIN_AP": "0.5",
-    "PIPELINE_AUTO_APPROVE": "false",
-    "PIPELINE_MODEL_OWNER": "fraud-ml team",
-}
 
-_PARSERS = {Path: _path, int: int, float: float, bool: _bool, str: str, date: date.fromisoformat}
+@dataclass(frozen=True)
+class SparkSettings:
+    """How the Spark session is built (:mod:`jobs.platform.spark`)."""
+
+    master: str = setting("SPARK_MASTER", "local[*]", "Spark master URL")
+    jars_dir: Path = setting("PIPELINE_SPARK_JARS_DIR", ".cache/spark-jars", "Delta jars resolved by `make setup`")
+    shuffle_partitions: int = setting(
+        "PIPELINE_SPARK_SHUFFLE_PARTITIONS", "4", "spark.sql.shuffle.partitions", minimum=1
+    )
+    driver_memory: str = setting("PIPELINE_SPARK_DRIVER_MEMORY", "4g", "spark.driver.memory")
+    java_opts: str = setting(
+        "PIPELINE_SPARK_JAVA_OPTS",
+        "",
+        "extra JVM options of the Spark driver (tests use C1-only JIT for a faster warm-up)",
+    )
+    ui_enabled: bool = setting("PIPELINE_SPARK_UI", "false", "start the Spark UI")
+
+
+@dataclass(frozen=True)
+class DataSettings:
+    """The landing contract: what ingestion accepts and when a label is final."""
+
+    label_maturity_days: int = setting(
+        "PIPELINE_LABEL_MATURITY_DAYS", "7", "days after which an unreported transaction counts as genuine", minimum=1
+    )
+    max_tx_amount: float = setting(
+        "PIPELINE_MAX_TX_AMOUNT", "50000", "amounts above this are quarantined as absurd", minimum=0
+    )
+
+
+@dataclass(frozen=True)
+class FeatureSettings:
+    """The feature job (:mod:`jobs.features.build`)."""
+
+    label_delay_days: int = setting(
+        "PIPELINE_FEATURE_LABEL_DELAY_DAYS", "7", "delay D of the terminal risk windows (t-(N+D), t-D]", minimum=0
+    )
+
+
+@dataclass(frozen=True)
+class DbtSettings:
+    """The dbt project and the variables its profile reads (:mod:`jobs.platform.dbt_runner` exports them)."""
+
+    target: str = setting(
+        "DBT_TARGET",
+        "local",
+        "dbt target of dbt_project/profiles.yml (`local` = in-process Spark session; `thrift` = a Spark Thrift server)",
+    )
+    threads: int = setting(
+        "DBT_THREADS", "1", "dbt threads (models built concurrently in the one Spark session)", minimum=1
+    )
+    spark_host: str = setting("DBT_SPARK_HOST", "localhost", "Spark Thrift server host (target `thrift`)")
+    spark_port: int = setting(
+        "DBT_SPARK_PORT", "10000", "Spark Thrift server port (target `thrift`)", minimum=1, maximum=65535
+    )
+
+    def __post_init__(self) -> None:
+        if self.target not in ("local", "thrift"):
+            raise ConfigError(
+                f"DBT_TARGET={self.target!r}: expected `local` or `thrift` (the targets of dbt_project/profiles.yml)"
+            )
+
+    @property
+    def project_dir(self) -> Path:
+        return REPO_ROOT / "dbt_project"
+
+    @property
+    def manifest_path(self) -> Path:
+        """The manifest the Airflow DAG renders its dbt tasks from (written by every dbt invocation)."""
+        return self.project_dir / "target" / "manifest.json"
+
+
+@dataclass(frozen=True)
+class AirflowSettings:
+    """Scheduling of the DAGs: start date, catch-up, the landing-file sensor, the Spark pool."""
+
+    start_date: date = setting("PIPELINE_START_DATE", "2026-01-01", "first logical date of the daily DAGs")
+    catchup: bool = setting("PIPELINE_CATCHUP", "false", "let the scheduler run every missed day since the start date")
+    sensor_timeout_s: int = setting(
+        "PIPELINE_SENSOR_TIMEOUT_S", "21600", "how long the DAG waits for a landing file", minimum=1
+    )
+    sensor_poke_interval_s: int = setting(
+        "PIPELINE_SENSOR_POKE_INTERVAL_S", "300", "how often the sensor looks", minimum=1
+    )
+    spark_pool: str = setting("PIPELINE_SPARK_POOL", "spark", "Airflow pool (1 slot) that serialises Spark tasks")
+
+    def __post_init__(self) -> None:
+        if self.sensor_poke_interval_s > self.sensor_timeout_s:
+            raise ConfigError(
+                f"PIPELINE_SENSOR_POKE_INTERVAL_S={self.sensor_poke_interval_s} is longer than "
+                f"PIPELINE_SENSOR_TIMEOUT_S={self.sensor_timeout_s}: the sensor would time out before looking twice"
+            )
+
+    @property
+    def start_datetime(self) -> datetime:
+        return datetime(self.start_date.year, self.start_date.month, self.start_date.day, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class RaySettings:
+    """Where Ray Tune runs its trials."""
+
+    address: str = setting("RAY_ADDRESS", "", "Ray cluster address; empty = local Ray")
+    num_cpus: int = setting("PIPELINE_RAY_NUM_CPUS", "0", "CPUs of the local Ray instance (0 = all)", minimum=0)
+
+
+@dataclass(frozen=True)
+class MlflowSettings:
+    """Tracking and registry: the store and the registered model."""
+
+    tracking_uri: str = setting("MLFLOW_TRACKING_URI", "", "MLflow tracking URI; empty = SQLite under data_dir/mlflow")
+    model_name: str = setting("PIPELINE_MODEL_NAME", "fraud_detector", "registered model name in MLflow")
+    model_owner: str = setting("PIPELINE_MODEL_OWNER", "fraud-ml team", "owner named on the model card")
+
+
+@dataclass(frozen=True)
+class TrainingSettings:
+    """Training windows, tuning budget and the YAML a data scientist edits (search space, evaluation)."""
+
+    train_days: int = setting("PIPELINE_TRAIN_DAYS", "21", "training window (days)", minimum=1)
+    gap_days: int = setting(
+        "PIPELINE_GAP_DAYS", "7", "gap between training and test windows (days; at least the label maturity)", minimum=0
+    )
+    test_days: int = setting(
+        "PIPELINE_TEST_DAYS", "7", "test window (days); also the length of each validation fold", minimum=1
+    )
+    tune_folds: int = setting("PIPELINE_TUNE_FOLDS", "3", "prequential validation folds used by tuning", minimum=1)
+    tune_trials: int = setting("PIPELINE_TUNE_TRIALS", "20", "Ray Tune trials per training", minimum=1)
+    tune_concurrency: int = setting(
+        "PIPELINE_TUNE_CONCURRENCY", "1", "concurrent trials (1 = reproducible best configuration)", minimum=1
+    )
+    seed: int = setting("PIPELINE_SEED", "42", "seed of the searcher, LightGBM and the baseline")
+    config_path: Path = setting(
+        "PIPELINE_TRAINING_CONFIG", "jobs/conf/training.yaml", "search space, ASHA and evaluation settings (YAML)"
+    )
+
+
+@dataclass(frozen=True)
+class GateSettings:
+    """The promotion gate's margins and floors, and whether a person must approve."""
+
+    promotion_margin: float = setting(
+        "PIPELINE_PROMOTION_MARGIN", "0.005", "average-precision gain a challenger needs over the champion"
+    )
+    slice_margin: float = setting(
+        "PIPELINE_SLICE_MARGIN",
+        "0.05",
+        "AUC drop that flags a slice (vs overall) or a slice regression (vs champion)",
+        minimum=0,
+    )
+    min_auc: float = setting(
+        "PIPELINE_MIN_AUC", "0.85", "absolute AUC a first model needs to be promoted", minimum=0, maximum=1
+    )
+    min_ap: float = setting(
+        "PIPELINE_MIN_AP", "0.5", "absolute average precision a first model needs", minimum=0, maximum=1
+    )
+    auto_approve: bool = setting(
+        "PIPELINE_AUTO_APPROVE", "false", "skip the human approval of a promotion (demo and tests only)"
+    )
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved configuration, one small object per concern. Build it with :func:`load_settings`."""
+
+    storage: StorageSettings
+    spark: SparkSettings
+    data: DataSettings
+    features: FeatureSettings
+    dbt: DbtSettings
+    airflow: AirflowSettings
+    ray: RaySettings
+    mlflow: MlflowSettings
+    training: TrainingSettings
+    gate: GateSettings
+
+    def __post_init__(self) -> None:
+        if self.training.gap_days < self.data.label_maturity_days:
+            raise ConfigError(
+                f"PIPELINE_GAP_DAYS={self.training.gap_days} is shorter than PIPELINE_LABEL_MATURITY_DAYS="
+                f"{self.data.label_maturity_days}: the last training days would keep their reported frauds and lose "
+                "their unreported rows (a biased training set); raise the gap or lower the maturity"
+            )
+
+    @property
+    def mlflow_tracking_uri(self) -> str:
+        """The tracking (and registry) URI: the configured one, or SQLite under the data directory."""
+        return self.mlflow.tracking_uri or f"sqlite:///{self.storage.mlflow_dir / 'mlflow.db'}"
+
+    def override(self, **groups: Mapping[str, Any]) -> Settings:
+        """A copy with some fields replaced, e.g. ``s.override(data={"label_maturity_days": 2})``; rules re-checked."""
+        changes = {name: dataclasses.replace(getattr(self, name), **values) for name, values in groups.items()}
+        return dataclasses.replace(self, **changes)
+
+
+GROUPS: dict[str, type] = typing.get_type_hints(Settings)  # group name -> its settings class
+
+
+def _declared():
+    """(group name, group class, field, resolved type) for every setting, in declaration order."""
+    for group, cls in GROUPS.items():
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            yield group, cls, f, hints[f.name]
+
+
+DEFAULTS: dict[str, str] = {f.metadata["env"]: f.metadata["default"] for _, _, f, _ in _declared()}
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read the settings from ``env`` (default: ``os.environ``), falling back to :data:`DEFAULTS`."""
     env = os.environ if env is None else env
-    values = {}
-    for f in dataclasses.fields(Settings):
-        name = f.metadata["env"]
-        raw = env.get(name, DEFAULTS[name])
-        ftype = {"Path": Path, "int": int, "float": float, "bool": bool, "str": str, "date": date}[str(f.type)]
+    values: dict[str, dict[str, Any]] = {group: {} for group in GROUPS}
+    for group, _, f, ftype in _declared():
+        name, meta = f.metadata["env"], f.metadata
+        raw = env.get(name, meta["default"])
         try:
-            values[f.name] = _PARSERS[ftype](raw)
+            value = _PARSERS[ftype](raw)
         except ValueError as exc:
-            raise ValueError(f"invalid value for {name}={raw!r}: {exc}") from None
-    return Settings(**values)
+            raise ConfigError(f"invalid value for {name}={raw!r}: {exc}") from None
+        if meta["minimum"] is not None and value < meta["minimum"]:
+            raise ConfigError(f"invalid value for {name}={raw!r}: must be at least {meta['minimum']:g}")
+        if meta["maximum"] is not None and value > meta["maximum"]:
+            raise ConfigError(f"invalid value for {name}={raw!r}: must be at most {meta['maximum']:g}")
+        values[group][f.name] = value
+    return Settings(**{group: GROUPS[group](**fields) for group, fields in values.items()})
 
 
 @lru_cache(maxsize=1)
@@ -191,10 +335,21 @@ def get_settings() -> Settings:
     return load_settings()
 
 
+def load_training_config(settings: Settings) -> dict:
+    """The YAML a data scientist edits between experiments (search space, ASHA, evaluation)."""
+    import yaml
+
+    return yaml.safe_load(Path(settings.training.config_path).read_text())
+
+
 def settings_table() -> str:
-    """The configuration table of the README, in Markdown."""
+    """The configuration table of the README, in Markdown, one row per variable, grouped."""
     rows = ["| variable | default | what it sets |", "|---|---|---|"]
-    for f in dataclasses.fields(Settings):
-        name = f.metadata["env"]
-        rows.append(f"| `{name}` | `{DEFAULTS[name] or '(empty)'}` | {f.metadata['help']} |")
+    current = None
+    for group, cls, f, _ in _declared():
+        if group != current:
+            current = group
+            rows.append(f"| **`settings.{group}`** | | {(cls.__doc__ or '').strip()} |")
+        meta = f.metadata
+        rows.append(f"| `{meta['env']}` | `{meta['default'] or '(empty)'}` | {meta['help']} |")
     return "\n".join(rows)

@@ -25,4 +25,4 @@ fi
 password=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["admin"])' "$ROOT/var/airflow/simple_auth_manager_passwords.json")
 echo
 echo "Airflow UI: http://localhost:8080  (user: admin, password: $password)"
-echo "New DAGs start paused: unpause ingest_daily in the UI or with 'airflow dags unpause ingest_daily'."
+echo "New DAGs start paused: unpause data_pipeline and train_model in the UI, or: airflow dags unpause data_pipeline"

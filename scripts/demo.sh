@@ -18,10 +18,10 @@ LOG=var/airflow/demo.log
 : > "$LOG"
 
 echo "==> simulate $FIRST..$LAST ($CUSTOMERS customers, $TERMINALS terminals)"
-python -m jobs.simulate --start-date "$FIRST" --days $((HISTORY + DAYS)) --customers "$CUSTOMERS" --terminals "$TERMINALS" \
+python -m jobs.data.simulate --start-date "$FIRST" --days $((HISTORY + DAYS)) --customers "$CUSTOMERS" --terminals "$TERMINALS" \
   --seed 7 --bad-rows-rate 0.01 >> "$LOG" 2>&1
 echo "==> backfill the history $FIRST..$BEFORE (ingestion, dbt build, features) in one Spark session"
-python -m jobs.backfill --from "$FIRST" --to "$BEFORE" 2>>"$LOG" | tee -a "$LOG" || { tail -40 "$LOG"; exit 1; }
+python -m jobs.data.backfill --from "$FIRST" --to "$BEFORE" 2>>"$LOG" | tee -a "$LOG" || { tail -40 "$LOG"; exit 1; }
 echo "==> data_pipeline through Airflow (dag.test) for $START..$LAST; log: $LOG"
 python scripts/run_dag_days.py data_pipeline "$START" "$LAST" >> "$LOG" 2>&1 || { tail -40 "$LOG"; exit 1; }
 grep -E '^data_pipeline ' "$LOG"
@@ -32,6 +32,6 @@ echo "==> train_model through Airflow (dag.test), promotion auto-approved for th
 PIPELINE_AUTO_APPROVE=true PIPELINE_MIN_AUC=${DEMO_MIN_AUC:-0.70} PIPELINE_MIN_AP=${DEMO_MIN_AP:-0.30} python scripts/run_dag_days.py train_model "$TRAIN_DAY" "$TRAIN_DAY" --conf "$TRAIN_CONF" >> "$LOG" 2>&1 \
   || { tail -60 "$LOG"; exit 1; }
 grep -E '^train_model ' "$LOG"
-python -m jobs.lakehouse --table 2>/dev/null
-echo "==> registered model (python -m jobs.registry status)"
-python -m jobs.registry status 2>/dev/null
+python -m jobs.platform.lakehouse --table 2>/dev/null
+echo "==> registered model (python -m jobs.release.registry status)"
+python -m jobs.release.registry status 2>/dev/null

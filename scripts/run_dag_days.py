@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 
@@ -24,24 +24,27 @@ def main(argv: list[str]) -> int:
     parser.add_argument("last", type=date.fromisoformat)
     parser.add_argument("--conf", type=json.loads, default=None, help="run configuration (DAG params), JSON")
     args = parser.parse_args(argv)
-    from airflow.dag_processing.dagbag import DagBag
+    from airflow.dag_processing.dagbag import BundleDagBag
 
     dags_dir = Path(__file__).resolve().parent.parent / "dags"
-    bag = DagBag(dag_folder=str(dags_dir))
+    bag = BundleDagBag(dag_folder=str(dags_dir), bundle_path=dags_dir)  # as Airflow parses it: dags/ on sys.path
     if bag.import_errors:
         print(f"DAG import errors: {bag.import_errors}", file=sys.stderr)
         return 1
     dag = bag.dags[args.dag_id]
     day = args.first
     while day <= args.last:
-        run = dag.test(logical_date=datetime(day.year, day.month, day.day, tzinfo=timezone.utc), run_conf=args.conf)
+        run = dag.test(logical_date=datetime(day.year, day.month, day.day, tzinfo=UTC), run_conf=args.conf)
         states = {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
         bad = {k: v for k, v in states.items() if v not in ("success", "skipped")}
         ok = run.state == "success" and states and not bad
         done = sum(v == "success" for v in states.values())
         skipped = sum(v == "skipped" for v in states.values())
         extra = f", {skipped} skipped by a branch" if skipped else ""
-        print(f"{args.dag_id} {day}: {run.state}, {done}/{len(states)} tasks succeeded{extra} {bad or ''}".rstrip(), flush=True)
+        print(
+            f"{args.dag_id} {day}: {run.state}, {done}/{len(states)} tasks succeeded{extra} {bad or ''}".rstrip(),
+            flush=True,
+        )
         if not ok:
             return 1
         day += timedelta(days=1)

@@ -58,6 +58,6 @@ say "migrating the Airflow metadata DB"
 airflow db migrate >var/airflow/db-migrate.log 2>&1 || { tail -20 var/airflow/db-migrate.log; exit 1; }
 airflow pools set "${PIPELINE_SPARK_POOL:-spark}" 1 "Spark work: one JVM at a time with the embedded Derby metastore" >/dev/null
 # 5. dbt: the manifest the data_pipeline DAG renders its per-model tasks from (re-parsed when the project changes)
-python -c "from jobs.transform import ensure_manifest; ensure_manifest()" >var/airflow/dbt-parse.log 2>&1 \
+python -c "from jobs.platform.dbt_runner import ensure_manifest; ensure_manifest()" >var/airflow/dbt-parse.log 2>&1 \
   || { tail -20 var/airflow/dbt-parse.log; exit 1; }
 say "set-up complete"

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+DAGS_DIR = ROOT / "dags"
 TMP = Path(tempfile.mkdtemp(prefix="fraud-pipeline-tests-"))
 
 os.environ.update(
@@ -46,7 +47,7 @@ logging.getLogger("py4j").setLevel(logging.WARNING)  # py4j logs at interpreter 
 
 
 def pytest_sessionfinish(session, exitstatus):
-    from jobs.spark import stop_spark
+    from jobs.platform.spark import stop_spark
 
     stop_spark()
     if "ray" in sys.modules:
@@ -65,9 +66,23 @@ def settings():
 
 @pytest.fixture(scope="session")
 def spark(settings):
-    from jobs.spark import get_spark
+    from jobs.platform.spark import get_spark
 
     return get_spark(settings, app_name="tests")
+
+
+@pytest.fixture(scope="session")
+def load_dag():
+    """Parse one DAG file as Airflow does (``dags/`` on sys.path, like a bundle) and return its DAG."""
+
+    def load(dag_id: str):
+        from airflow.dag_processing.dagbag import BundleDagBag
+
+        bag = BundleDagBag(dag_folder=str(DAGS_DIR / f"{dag_id}.py"), bundle_path=DAGS_DIR)
+        assert not bag.import_errors, bag.import_errors
+        return bag.dags[dag_id]
+
+    return load
 
 
 @pytest.fixture(scope="session")
@@ -93,11 +108,13 @@ def history_backfill(settings, spark):
     a training window, its gap and a test day fit in the short history. Returns (config, simulator
     summary, backfill summary, days).
     """
-    from jobs.backfill import backfill
-    from jobs.simulate import SimulationConfig, simulate
+    from jobs.data.backfill import backfill
+    from jobs.data.simulate import SimulationConfig, simulate
 
-    cfg = SimulationConfig(start_date=HISTORY_START, days=HISTORY_DAYS, n_customers=300, n_terminals=600, seed=11, max_report_delay_days=1)
-    simulated = simulate(cfg, settings.landing_dir)
+    cfg = SimulationConfig(
+        start_date=HISTORY_START, days=HISTORY_DAYS, n_customers=300, n_terminals=600, seed=11, max_report_delay_days=1
+    )
+    simulated = simulate(cfg, settings.storage.landing_dir)
     days = [HISTORY_START + timedelta(days=i) for i in range(HISTORY_DAYS)]
     summary = backfill(days[0], days[-1], settings)
     return cfg, simulated, summary, days

@@ -16,12 +16,16 @@ def synthetic_frame(days: int = 16, per_day: int = 250, seed: int = 0, start: da
     About 6% of the rows are frauds, reported 1 to 20 hours later; amount and terminal risk carry
     the signal, so a model learns something and the gate has numbers to compare.
     """
-    from jobs.feature_registry import FEATURE_NAMES, FEATURE_SET_VERSION
+    from jobs.features.registry import FEATURE_NAMES, FEATURE_SET_VERSION
 
     rng = np.random.default_rng(seed)
     n = days * per_day
     day_index = np.repeat(np.arange(days), per_day)
-    tx = pd.to_datetime(start) + pd.to_timedelta(day_index, unit="D") + pd.to_timedelta(rng.integers(0, 86_400, n), unit="s")
+    tx = (
+        pd.to_datetime(start)
+        + pd.to_timedelta(day_index, unit="D")
+        + pd.to_timedelta(rng.integers(0, 86_400, n), unit="s")
+    )
     fraud = rng.random(n) < 0.06
     frame = pd.DataFrame({name: rng.random(n) for name in FEATURE_NAMES})
     frame["tx_amount"] = np.round(np.where(fraud, rng.uniform(40, 250, n), rng.uniform(5, 200, n)), 2)
@@ -47,10 +51,14 @@ def synthetic_frame(days: int = 16, per_day: int = 250, seed: int = 0, start: da
 
 def synthetic_plan(days: int = 16, start: date = SYNTHETIC_START):
     """Windows over :func:`synthetic_frame`: 5-day training, 1-day gap, 3-day test, one fold."""
-    from jobs.training_data import plan_windows
+    from jobs.training.dataset import plan_windows
 
     last_test = start + timedelta(days=days - 3)
-    return plan_windows(last_test, train_days=5, gap_days=1, test_days=3, n_folds=1,
-                        label_as_of=datetime.combine(start + timedelta(days=days), datetime.min.time()))
-
-
+    return plan_windows(
+        last_test,
+        train_days=5,
+        gap_days=1,
+        test_days=3,
+        n_folds=1,
+        label_as_of=datetime.combine(start + timedelta(days=days), datetime.min.time()),
+    )

@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 from sklearn.metrics import brier_score_loss, roc_auc_score
 
-from jobs.evaluation import calibration, evaluate, robustness, slices, temporal
+from jobs.evaluation.metrics import calibration, evaluate, slices, temporal
+from jobs.evaluation.robustness import robustness
 
 CFG = {
     "evaluation": {
@@ -35,7 +36,13 @@ def _sliced(n_per_segment: dict[str, tuple[int, int]], seed: int = 0):
         parts.append(pd.DataFrame({"segment": segment, "label": label}))
         scores.append(s)
     frame = pd.concat(parts, ignore_index=True)
-    for column, value in (("region", "r1"), ("merchant_category", "m1"), ("amount_bucket", "0-50"), ("night", "day"), ("weekend", "weekday")):
+    for column, value in (
+        ("region", "r1"),
+        ("merchant_category", "m1"),
+        ("amount_bucket", "0-50"),
+        ("night", "day"),
+        ("weekend", "weekday"),
+    ):
         frame[column] = value
     return frame, np.concatenate(scores)
 
@@ -85,13 +92,13 @@ def test_temporal_trend_is_the_slope_of_daily_average_precision():
     out = temporal(frame, scores)
     aps = [d["average_precision"] for d in out["per_day"]]
     assert [d["day"] for d in out["per_day"]] == [str(start + timedelta(days=i)) for i in range(5)]
-    assert aps[0] == 1.0 and all(a > b for a, b in zip(aps, aps[1:]))  # getting worse every day
+    assert aps[0] == 1.0 and all(a > b for a, b in zip(aps, aps[1:], strict=False))  # getting worse every day
     assert out["average_precision_trend_per_day"] == pytest.approx(np.polyfit(range(5), aps, 1)[0])
     assert out["average_precision_trend_per_day"] < 0
 
 
 def _features(n=300, seed=4):
-    from jobs.feature_registry import FEATURE_NAMES
+    from jobs.features.registry import FEATURE_NAMES
 
     rng = np.random.default_rng(seed)
     X = pd.DataFrame({name: rng.random(n) for name in FEATURE_NAMES})
@@ -111,8 +118,12 @@ def test_robustness_tests_pass_a_sane_model_and_fail_a_broken_one():
         return 1 / (1 + np.exp(-z.to_numpy()))
 
     results = {t["name"]: t for t in robustness(sane, X, CFG, seed=0)}
-    assert set(results) == {"missing_values_scored", "small_amount_perturbation",
-                            "extreme_amount_not_less_suspicious", "compromised_terminal_not_less_suspicious"}
+    assert set(results) == {
+        "missing_values_scored",
+        "small_amount_perturbation",
+        "extreme_amount_not_less_suspicious",
+        "compromised_terminal_not_less_suspicious",
+    }
     assert all(t["passed"] for t in results.values()), results
     assert 0 < results["small_amount_perturbation"]["value"] <= 0.02
 

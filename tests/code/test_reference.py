@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from jobs.reference import REFERENCES, split_reference
+from jobs.data.reference import REFERENCES, split_reference
 
 
 def test_split_reference_quarantines_missing_and_duplicate_ids():
@@ -16,5 +16,9 @@ def test_split_reference_quarantines_missing_and_duplicate_ids():
     )
     good, bad = split_reference(frame, REFERENCES["customers"])
     assert list(good["customer_id"]) == ["1", "2", "3"]  # trimmed, first copy kept
-    assert [list(r) for r in bad["reasons"]] == [["customer_id is missing"], ["duplicate customer_id in file"], ["customer_id is missing"]]
+    assert [list(r) for r in bad["reasons"]] == [
+        ["customer_id is missing"],
+        ["duplicate customer_id in file"],
+        ["customer_id is missing"],
+    ]
     assert len(good) + len(bad) == len(frame)

@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
-
 from synthetic import synthetic_frame, synthetic_plan
 
 
 def _booster(frame, seed=0, rounds=20):
     import lightgbm as lgb
 
-    from jobs.train import features_matrix
+    from jobs.features.registry import features_matrix
 
     label = frame["reported_at"].notna().astype(int).to_numpy()
     params = {"objective": "binary", "verbosity": -1, "seed": seed, "num_threads": 1, "num_leaves": 7}
@@ -26,34 +24,48 @@ def _new_version(settings, run_dir: Path, frame, tags: dict | None = None, seed:
     """Log a small LightGBM model in a run carrying ``tags`` and register it as the challenger."""
     import mlflow
 
-    from jobs.feature_registry import FEATURE_SET_VERSION
-    from jobs.registry import register_challenger
-    from jobs.train import experiment_id, mlflow_client
+    from jobs.features.registry import FEATURE_SET_VERSION
+    from jobs.platform.tracking import experiment_id, mlflow_client
+    from jobs.release.registry import register_challenger
 
     client = mlflow_client(settings)
-    run_tags = {"feature_set_version": FEATURE_SET_VERSION, "window.cutoff": "2026-01-01T00:00:00", **(tags or {})}
+    run_tags = {
+        "feature_set_version": FEATURE_SET_VERSION,
+        "window.cutoff": "2026-01-01T00:00:00",
+        "window.test": "2026-01-12..2026-01-14",
+        **(tags or {}),
+    }  # synthetic_plan's windows
     run = client.create_run(experiment_id(settings), tags=run_tags)
     with mlflow.start_run(run_id=run.info.run_id):
         info = mlflow.lightgbm.log_model(_booster(frame, seed), name="model", pip_requirements=["lightgbm"])
     run_dir.mkdir(parents=True, exist_ok=True)
-    ctx = {"key": run_dir.name, "run_dir": str(run_dir), "parent_run_id": run.info.run_id, "model_uri": info.model_uri,
-           "model_id": info.model_id, "metrics": {"test_auc": 0.9}, "best_config": {"num_leaves": 7}, "best_rounds": 20, "n_trials": 1}
+    ctx = {
+        "key": run_dir.name,
+        "run_dir": str(run_dir),
+        "parent_run_id": run.info.run_id,
+        "model_uri": info.model_uri,
+        "model_id": info.model_id,
+        "metrics": {"test_auc": 0.9},
+        "best_config": {"num_leaves": 7},
+        "best_rounds": 20,
+        "n_trials": 1,
+    }
     return register_challenger(ctx, settings)
 
 
 def _tag(settings, version, **tags):
-    from jobs.train import mlflow_client
+    from jobs.platform.tracking import mlflow_client
 
     client = mlflow_client(settings)
     for k, v in tags.items():
-        client.set_model_version_tag(settings.model_name, version, k.replace("__", "."), v)
+        client.set_model_version_tag(settings.mlflow.model_name, version, k.replace("__", "."), v)
 
 
 def _alias(settings, alias):
-    from jobs.registry import alias_version
-    from jobs.train import mlflow_client
+    from jobs.platform.tracking import mlflow_client
+    from jobs.release.registry import alias_version
 
-    mv = alias_version(mlflow_client(settings), settings.model_name, alias)
+    mv = alias_version(mlflow_client(settings), settings.mlflow.model_name, alias)
     return None if mv is None else str(mv.version)
 
 
@@ -63,7 +75,7 @@ def frame():
 
 
 def test_promote_refuses_ungated_gate_rejected_and_person_rejected_versions(mlflow_settings, tmp_path, frame):
-    from jobs.registry import promote, record_rejection
+    from jobs.release.registry import promote, record_rejection
 
     s = mlflow_settings
     v1 = _new_version(s, tmp_path / "r1", frame)["version"]
@@ -79,9 +91,11 @@ def test_promote_refuses_ungated_gate_rejected_and_person_rejected_versions(mlfl
     assert _alias(s, "champion") is None  # nothing of the above ever served
 
 
-def test_promote_refuses_a_version_gated_against_another_champion_and_rollback_restores(mlflow_settings, tmp_path, frame):
-    from jobs.registry import promote, rollback, status
-    from jobs.train import mlflow_client
+def test_promote_refuses_a_version_gated_against_another_champion_and_rollback_restores(
+    mlflow_settings, tmp_path, frame
+):
+    from jobs.platform.tracking import mlflow_client
+    from jobs.release.registry import promote, rollback, status
 
     s = mlflow_settings
     v1 = _new_version(s, tmp_path / "r1", frame)["version"]
@@ -89,8 +103,13 @@ def test_promote_refuses_a_version_gated_against_another_champion_and_rollback_r
     for v in (v1, v2):
         _tag(s, v, gate__decision="passed", gate__champion_at_gate="none")  # both gated while there was no champion
     first = promote(v1, "jane", approved_at="2026-01-02T10:00:00+00:00", settings=s)
-    assert first == {"version": v1, "previous": None, "approved_by": "jane", "approved_at": "2026-01-02T10:00:00+00:00",
-                     "promoted_at": first["promoted_at"]}
+    assert first == {
+        "version": v1,
+        "previous": None,
+        "approved_by": "jane",
+        "approved_at": "2026-01-02T10:00:00+00:00",
+        "promoted_at": first["promoted_at"],
+    }
     assert _alias(s, "champion") == v1
     with pytest.raises(ValueError, match=f"gated against champion none, but the champion is now {v1}"):
         promote(v2, "jane", settings=s)
@@ -101,15 +120,19 @@ def test_promote_refuses_a_version_gated_against_another_champion_and_rollback_r
     assert promote(v3, "kim", settings=s)["previous"] == v1
     assert (_alias(s, "champion"), _alias(s, "previous_champion")) == (v3, v1)
     client = mlflow_client(s)
-    assert client.get_model_version(s.model_name, v1).tags.get("retired_at")
-    assert client.get_model_version(s.model_name, v3).tags["approved_by"] == "kim"
+    assert client.get_model_version(s.mlflow.model_name, v1).tags.get("retired_at")
+    assert client.get_model_version(s.mlflow.model_name, v3).tags["approved_by"] == "kim"
     st = status(s)
-    assert st["champion"]["version"] == v3 and st["previous_champion"]["version"] == v1 and st["champion"]["approved_by"] == "kim"
+    assert (
+        st["champion"]["version"] == v3
+        and st["previous_champion"]["version"] == v1
+        and st["champion"]["approved_by"] == "kim"
+    )
     assert st["challenger"]["version"] == v3  # the latest registered version
 
     assert rollback("ops-oncall", settings=s) == {"champion": v1, "rolled_back": v3}
     assert (_alias(s, "champion"), _alias(s, "previous_champion")) == (v1, None)
-    tags = client.get_model_version(s.model_name, v3).tags
+    tags = client.get_model_version(s.mlflow.model_name, v3).tags
     assert tags["rolled_back_by"] == "ops-oncall" and tags["rolled_back_at"]
     with pytest.raises(ValueError, match="nothing to roll back to"):
         rollback("ops-oncall", settings=s)
@@ -118,61 +141,79 @@ def test_promote_refuses_a_version_gated_against_another_champion_and_rollback_r
 
 def _gate_ctx(settings, tmp_path, name, frame, tags=None, seed=0):
     """A challenger with a stored training set and evaluation report, as train_model leaves it."""
-    from jobs import evaluation as ev
-    from jobs.train import features_matrix, load_config
-    from jobs.training_data import load_training_set, write_training_set
+    from jobs.config import load_training_config
+    from jobs.evaluation import baseline, metrics, report, robustness
+    from jobs.features.registry import features_matrix
+    from jobs.training.dataset import load_training_set, write_training_set
 
     run_dir = tmp_path / name
     write_training_set(frame, synthetic_plan(days=16), {}, maturity_days=1, out_dir=run_dir)
     _, _, main, _ = load_training_set(run_dir)
     ctx = _new_version(settings, run_dir, main.train, tags, seed=seed)
     booster = _booster(main.train, seed)
-    cfg = load_config(settings)
+    cfg = load_training_config(settings)
     predict = lambda X: booster.predict(features_matrix(X))
-    report = ev.evaluate(main.evaluate, predict(main.evaluate), cfg, settings.slice_margin)
-    report["robustness"] = ev.robustness(predict, features_matrix(main.evaluate), cfg, settings.seed)
-    report["baseline"] = ev.evaluate(main.evaluate, ev.fit_baseline(main.train, 0)(main.evaluate), cfg, settings.slice_margin)["overall"]
-    report["baseline"]["average_precision"] = 0.0  # the gate's baseline check is not what these tests are about
-    (run_dir / "evaluation").mkdir()
-    (run_dir / "evaluation" / "evaluation.json").write_text(json.dumps(report, default=str))
+    result = metrics.evaluate(main.evaluate, predict(main.evaluate), cfg, settings.gate.slice_margin)
+    result["robustness"] = robustness.robustness(predict, features_matrix(main.evaluate), cfg, settings.training.seed)
+    base = baseline.fit_baseline(main.train, 0)
+    result["baseline"] = metrics.evaluate(main.evaluate, base(main.evaluate), cfg, settings.gate.slice_margin)[
+        "overall"
+    ]
+    result["baseline"]["average_precision"] = 0.0  # the gate's baseline check is not what these tests are about
+    report.write_report(result, run_dir / report.EVALUATION_DIR, "test")
+    report.write_test_frame(main.evaluate, run_dir / report.EVALUATION_DIR)
     return ctx
 
 
-@pytest.mark.parametrize("champion_tags, why", [
-    ({"feature_set_version": "v0-0123456789"}, "uses feature set v0-0123456789"),
-    ({"window.cutoff": "2026-01-15T00:00:00"}, "trained with labels up to 2026-01-15T00:00:00, after the test window starts (2026-01-12)"),
-])
-def test_gate_falls_back_to_the_floors_when_the_champion_is_not_comparable(mlflow_settings, tmp_path, champion_tags, why):
-    from jobs.registry import gate, promote
-    from jobs.train import mlflow_client
+@pytest.mark.parametrize(
+    "champion_tags, why",
+    [
+        ({"feature_set_version": "v0-0123456789"}, "uses feature set v0-0123456789"),
+        (
+            {"window.cutoff": "2026-01-15T00:00:00"},
+            "trained with labels up to 2026-01-15T00:00:00, after the test window starts (2026-01-12)",
+        ),
+    ],
+)
+def test_gate_falls_back_to_the_floors_when_the_champion_is_not_comparable(
+    mlflow_settings, tmp_path, champion_tags, why
+):
+    from jobs.platform.tracking import mlflow_client
+    from jobs.release.gate import gate
+    from jobs.release.registry import promote
 
-    s = replace(mlflow_settings, min_auc=0.99, min_ap=0.99)  # floors no model here reaches
+    s = mlflow_settings.override(gate={"min_auc": 0.99, "min_ap": 0.99})  # floors no model here reaches
     frame = synthetic_frame(days=16)
     champion = _new_version(s, tmp_path / "champion", frame.head(500), champion_tags)["version"]
     _tag(s, champion, gate__decision="passed", gate__champion_at_gate="none")
     promote(champion, "jane", settings=s)
 
     ctx = gate(_gate_ctx(s, tmp_path, "challenger", frame), s)
-    mv = mlflow_client(s).get_model_version(s.model_name, ctx["version"])
+    mv = mlflow_client(s).get_model_version(s.mlflow.model_name, ctx["version"])
     assert mv.tags["gate.compared_with"] == "absolute thresholds" and mv.tags["gate.champion_at_gate"] == champion
     reasons = json.loads(mv.tags["gate.reasons"])
-    assert any(r.startswith(f"not compared with the champion: champion v{champion} ") and why in r for r in reasons), reasons
+    assert any(r.startswith(f"not compared with the champion: champion v{champion} ") and why in r for r in reasons), (
+        reasons
+    )
     assert any(r.startswith("first_model_min_auc") for r in reasons) and ctx["gate"] == "rejected", reasons
     assert (Path(ctx["run_dir"]) / "model_card" / "model_card.md").exists()
 
 
 def test_gate_compares_with_a_comparable_champion_on_the_same_rows(mlflow_settings, tmp_path):
-    from jobs.registry import gate, promote
-    from jobs.train import mlflow_client
+    from jobs.platform.tracking import mlflow_client
+    from jobs.release.gate import gate
+    from jobs.release.registry import promote
 
-    s = replace(mlflow_settings, promotion_margin=-1.0, slice_margin=1.0)  # any AP passes: the comparison is the point
+    s = mlflow_settings.override(
+        gate={"promotion_margin": -1.0, "slice_margin": 1.0}
+    )  # any AP passes: the comparison is the point
     frame = synthetic_frame(days=16)
     champion = _new_version(s, tmp_path / "champion", frame.head(800), seed=5)["version"]
     _tag(s, champion, gate__decision="passed", gate__champion_at_gate="none")
     promote(champion, "jane", settings=s)
 
     ctx = gate(_gate_ctx(s, tmp_path, "challenger", frame), s)
-    mv = mlflow_client(s).get_model_version(s.model_name, ctx["version"])
+    mv = mlflow_client(s).get_model_version(s.mlflow.model_name, ctx["version"])
     assert mv.tags["gate.compared_with"] == champion and ctx["gate"] == "passed", ctx["gate_reasons"]
     decision = json.loads((Path(ctx["run_dir"]) / "gate.json").read_text())
     checks = {c["check"]: c for c in decision["checks"]}
@@ -183,7 +224,7 @@ def test_gate_compares_with_a_comparable_champion_on_the_same_rows(mlflow_settin
 
 
 def test_a_stale_feature_set_version_is_refused(tmp_path):
-    from jobs.training_data import write_training_set
+    from jobs.training.dataset import write_training_set
 
     frame = synthetic_frame(days=16)
     frame.loc[frame.index[:10], "feature_set_version"] = "v1-stale00000"
@@ -193,9 +234,48 @@ def test_a_stale_feature_set_version_is_refused(tmp_path):
 
 
 def test_a_part_without_both_classes_is_refused(tmp_path):
-    from jobs.training_data import write_training_set
+    from jobs.training.dataset import write_training_set
 
     frame = synthetic_frame(days=16)
     frame["reported_at"] = frame["reported_at"].where(np.zeros(len(frame), dtype=bool))  # no fraud at all
     with pytest.raises(ValueError, match="need both classes"):
         write_training_set(frame, synthetic_plan(days=16), {}, maturity_days=1, out_dir=tmp_path)
+
+
+def test_a_persons_reject_is_recorded_on_the_version_and_an_approve_promotes(mlflow_settings, tmp_path, frame):
+    from jobs.platform.tracking import mlflow_client
+    from jobs.release.approval import promote_approved, record_outcome
+
+    s = mlflow_settings
+    v1 = _new_version(s, tmp_path / "r1", frame)["version"]
+    v2 = _new_version(s, tmp_path / "r2", frame, seed=1)["version"]
+    for v in (v1, v2):
+        _tag(s, v, gate__decision="passed", gate__champion_at_gate="none")
+    reject = {
+        "chosen_options": ["Reject"],
+        "responded_by_user": {"id": "u1", "name": "bob"},
+        "responded_at": "2026-01-03T09:00:00+00:00",
+    }
+    out = record_outcome({"version": v1, "gate": "passed", "gate_reasons": []}, None, reject, s)
+    assert out == {
+        "outcome": "rejected by approver",
+        "version": v1,
+        "approval": "rejected",
+        "rejected_by": "bob",
+        "rejected_at": "2026-01-03T09:00:00+00:00",
+    }
+    tags = mlflow_client(s).get_model_version(s.mlflow.model_name, v1).tags
+    assert (tags["approval"], tags["rejected_by"]) == ("rejected", "bob")
+
+    approve = {
+        "chosen_options": ["Approve"],
+        "responded_by_user": {"id": "u2", "name": "jane"},
+        "responded_at": "2026-01-03T10:00:00+00:00",
+    }
+    promoted = promote_approved({"version": v2, "gate": "passed"}, approve, s)
+    assert (promoted["version"], promoted["approved_by"], promoted["approved_at"]) == (
+        v2,
+        "jane",
+        "2026-01-03T10:00:00+00:00",
+    )
+    assert _alias(s, "champion") == v2

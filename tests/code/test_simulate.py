@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from jobs.simulate import (
+from jobs.data.simulate import (
     BAD_ROW_KINDS,
     Population,
     SimulationConfig,
@@ -43,13 +43,17 @@ def test_adjacent_ranges_join_seamlessly(tmp_path):
     simulate(SimulationConfig(start_date=START + timedelta(days=3), days=2, **base), tmp_path / "tail")
     for sub in ("transactions", "fraud_reports"):
         for d in ("2026-02-04", "2026-02-05"):
-            assert (tmp_path / "whole" / sub / f"{d}.csv").read_bytes() == (tmp_path / "tail" / sub / f"{d}.csv").read_bytes()
+            assert (tmp_path / "whole" / sub / f"{d}.csv").read_bytes() == (
+                tmp_path / "tail" / sub / f"{d}.csv"
+            ).read_bytes()
 
 
 def test_different_seed_gives_different_data(tmp_path):
     simulate(SimulationConfig(start_date=START, days=1, n_customers=200, n_terminals=400, seed=1), tmp_path / "a")
     simulate(SimulationConfig(start_date=START, days=1, n_customers=200, n_terminals=400, seed=2), tmp_path / "b")
-    assert (tmp_path / "a/transactions/2026-02-01.csv").read_bytes() != (tmp_path / "b/transactions/2026-02-01.csv").read_bytes()
+    assert (tmp_path / "a/transactions/2026-02-01.csv").read_bytes() != (
+        tmp_path / "b/transactions/2026-02-01.csv"
+    ).read_bytes()
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +67,7 @@ def month():
 def test_population_follows_the_handbook_design(month):
     cfg, pop, tx = month
     assert pop.cust_xy.min() >= 0 and pop.cust_xy.max() <= 100
-    assert 5 <= pop.mean_amount.min() and pop.mean_amount.max() <= 100
+    assert pop.mean_amount.min() >= 5 and pop.mean_amount.max() <= 100
     np.testing.assert_allclose(pop.std_amount, pop.mean_amount / 2)
     # each customer only uses terminals within the radius
     d = np.hypot(*(pop.cust_xy[tx["customer_id"]] - pop.term_xy[tx["terminal_id"]]).T)
@@ -100,8 +104,12 @@ def test_scenario_three_multiplies_amounts_by_five(month):
 def test_every_report_comes_one_to_seven_days_after_its_transaction(tmp_path):
     cfg = SimulationConfig(start_date=START, days=16, n_customers=500, n_terminals=1000, seed=9)
     simulate(cfg, tmp_path)
-    tx = pd.concat(pd.read_csv(p, parse_dates=["tx_datetime"]) for p in sorted((tmp_path / "transactions").glob("*.csv")))
-    rep = pd.concat(pd.read_csv(p, parse_dates=["reported_at"]) for p in sorted((tmp_path / "fraud_reports").glob("*.csv")))
+    tx = pd.concat(
+        pd.read_csv(p, parse_dates=["tx_datetime"]) for p in sorted((tmp_path / "transactions").glob("*.csv"))
+    )
+    rep = pd.concat(
+        pd.read_csv(p, parse_dates=["reported_at"]) for p in sorted((tmp_path / "fraud_reports").glob("*.csv"))
+    )
     assert rep["transaction_id"].is_unique
     known = rep.merge(tx, on="transaction_id", how="inner")
     delay = (known["reported_at"].dt.normalize() - known["tx_datetime"].dt.normalize()).dt.days
@@ -121,7 +129,9 @@ def test_every_report_comes_one_to_seven_days_after_its_transaction(tmp_path):
 def test_drift_scenarios_change_the_data_from_their_start(scenario):
     drift_start = START + timedelta(days=5)
     base = SimulationConfig(start_date=START, days=10, n_customers=800, n_terminals=1600, seed=4)
-    drifted = SimulationConfig(start_date=START, days=10, n_customers=800, n_terminals=1600, seed=4, drift=scenario, drift_start=drift_start)
+    drifted = SimulationConfig(
+        start_date=START, days=10, n_customers=800, n_terminals=1600, seed=4, drift=scenario, drift_start=drift_start
+    )
     pb, pd_ = Population(base), Population(drifted)
     before = [simulate_day(base, pb, START + timedelta(days=i)) for i in range(5)]
     assert all(a.equals(simulate_day(drifted, pd_, START + timedelta(days=i))) for i, a in enumerate(before))
@@ -131,7 +141,10 @@ def test_drift_scenarios_change_the_data_from_their_start(scenario):
         assert after["tx_amount"].median() > 1.4 * after_base["tx_amount"].median()
     elif scenario == "new_terminals":
         new = after["terminal_id"] >= 1600
-        assert new.mean() > 0.2 and (pd_.terminals_frame()["first_active_date"].iloc[1600:] == drift_start.isoformat()).all()
+        assert (
+            new.mean() > 0.2
+            and (pd_.terminals_frame()["first_active_date"].iloc[1600:] == drift_start.isoformat()).all()
+        )
     else:
         pattern = after[after["tx_fraud_scenario"] == 4]
         assert len(pattern) == 5 * 3 * 5 and (pattern["tx_amount"] < 3.01).all()
@@ -161,7 +174,7 @@ def test_bad_line_kinds_are_malformed_as_named():
 
 
 def test_cli_validates_arguments(capsys):
-    from jobs.simulate import main
+    from jobs.data.simulate import main
 
     with pytest.raises(SystemExit):
         main(["--start-date", "2026-01-01", "--days", "1", "--drift", "amount_shift"])

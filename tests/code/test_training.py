@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import date, datetime, timedelta
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from jobs.evaluation import card_precision_at_k, cost_view
-from jobs.registry import decide
-from jobs.training_data import label_at, plan_windows, split
+from jobs.evaluation.metrics import card_precision_at_k, cost_view
+from jobs.release.gate import decide
+from jobs.training.dataset import label_at, plan_windows, split
 
 D = timedelta(days=1)
 
@@ -39,10 +38,14 @@ def _random_frame(n=4000, seed=3):
     tx = pd.to_datetime(start) + pd.to_timedelta(rng.integers(0, 40 * 86400, n), unit="s")
     fraud = rng.random(n) < 0.2
     reported = tx + pd.to_timedelta(rng.integers(3600, 12 * 86400, n), unit="s")
-    frame = pd.DataFrame({
-        "transaction_id": [f"t{i}" for i in range(n)], "tx_datetime": tx, "customer_id": rng.integers(0, 300, n).astype(str),
-        "reported_at": pd.Series(reported).where(fraud).to_numpy(),
-    })
+    frame = pd.DataFrame(
+        {
+            "transaction_id": [f"t{i}" for i in range(n)],
+            "tx_datetime": tx,
+            "customer_id": rng.integers(0, 300, n).astype(str),
+            "reported_at": pd.Series(reported).where(fraud).to_numpy(),
+        }
+    )
     frame["tx_date"] = frame["tx_datetime"].dt.date
     return frame, fraud
 
@@ -50,10 +53,11 @@ def _random_frame(n=4000, seed=3):
 def test_training_rows_carry_only_labels_known_at_the_cutoff_and_respect_the_gap():
     frame, truth = _random_frame()
     maturity = 7
-    plan = plan_windows(date(2026, 2, 2), train_days=10, gap_days=7, test_days=5, n_folds=2,
-                        label_as_of=datetime(2026, 2, 10))
+    plan = plan_windows(
+        date(2026, 2, 2), train_days=10, gap_days=7, test_days=5, n_folds=2, label_as_of=datetime(2026, 2, 10)
+    )
     main, folds = split(frame, plan, maturity)
-    for part, spl in [(main, plan.main)] + list(zip(folds, plan.folds)):
+    for part, spl in [(main, plan.main)] + list(zip(folds, plan.folds, strict=True)):
         tr = part.train
         assert len(tr) > 100 and tr["label"].isin([0, 1]).all()
         # inside the window, and gap whole days before the first evaluated day
@@ -66,21 +70,27 @@ def test_training_rows_carry_only_labels_known_at_the_cutoff_and_respect_the_gap
         assert (genuine["reported_at"].isna() | (genuine["reported_at"] >= spl.cutoff)).all()
     # the rows a late report would relabel are not in training as frauds: the label was unknown then
     late = frame[(frame["reported_at"] >= plan.main.cutoff) & plan.main.train.mask(frame["tx_date"])]
-    assert len(late) > 0 and not set(late["transaction_id"]) & set(main.train.loc[main.train["label"] == 1, "transaction_id"])
+    assert len(late) > 0 and not set(late["transaction_id"]) & set(
+        main.train.loc[main.train["label"] == 1, "transaction_id"]
+    )
     # test rows: nothing from a card known compromised (a fraud since the training window began,
     # reported before the row's day), checked row by row
     te = main.evaluate
     assert te["tx_date"].min() >= plan.main.evaluate.start and te["tx_date"].max() <= plan.main.evaluate.end
     frauds = frame[frame["reported_at"].notna() & (frame["tx_date"] >= plan.main.train.start)]
     known = lambda card, day: ((frauds["customer_id"] == card) & (frauds["reported_at"] < pd.Timestamp(day))).any()
-    assert not any(known(c, d) for c, d in zip(te["customer_id"], te["tx_date"]))
+    assert not any(known(c, d) for c, d in zip(te["customer_id"], te["tx_date"], strict=True))
     window = frame[plan.main.evaluate.mask(frame["tx_date"])]
-    assert any(known(c, d) for c, d in zip(window["customer_id"], window["tx_date"]))  # some were left out
+    assert any(known(c, d) for c, d in zip(window["customer_id"], window["tx_date"], strict=True))  # some were left out
 
 
 def test_label_at_follows_the_report_and_the_maturity_window():
-    f = pd.DataFrame({"tx_datetime": pd.to_datetime(["2026-01-01 10:00"] * 3),
-                      "reported_at": pd.to_datetime(["2026-01-03 00:00", None, "2026-01-20 00:00"])})
+    f = pd.DataFrame(
+        {
+            "tx_datetime": pd.to_datetime(["2026-01-01 10:00"] * 3),
+            "reported_at": pd.to_datetime(["2026-01-03 00:00", None, "2026-01-20 00:00"]),
+        }
+    )
     np.testing.assert_array_equal(label_at(f, datetime(2026, 1, 2), 7), [np.nan] * 3)  # nothing known yet
     np.testing.assert_array_equal(label_at(f, datetime(2026, 1, 4), 7), [1.0, np.nan, np.nan])
     np.testing.assert_array_equal(label_at(f, datetime(2026, 1, 9), 7), [1.0, 0.0, 0.0])  # not reported yet: genuine
@@ -93,12 +103,25 @@ def test_card_precision_at_k_matches_a_hand_computed_example():
     #        remaining C(fraud, .6; max of .6 and .2) F(.5) B(.3) -> top-2 = C, F -> 1/2.
     # Day 3: C was detected on day 2 and is dropped; G(fraud, .4) H(.2) I(.1) -> top-2 = G, H -> 1/2.
     rows = [
-        ("d1", "A", 1, .9), ("d1", "B", 0, .8), ("d1", "C", 1, .7), ("d1", "D", 0, .1),
-        ("d2", "A", 1, .95), ("d2", "E", 1, .99), ("d2", "C", 1, .6), ("d2", "C", 0, .2), ("d2", "F", 0, .5), ("d2", "B", 0, .3),
-        ("d3", "C", 1, .9), ("d3", "G", 1, .4), ("d3", "H", 0, .2), ("d3", "I", 0, .1),
+        ("d1", "A", 1, 0.9),
+        ("d1", "B", 0, 0.8),
+        ("d1", "C", 1, 0.7),
+        ("d1", "D", 0, 0.1),
+        ("d2", "A", 1, 0.95),
+        ("d2", "E", 1, 0.99),
+        ("d2", "C", 1, 0.6),
+        ("d2", "C", 0, 0.2),
+        ("d2", "F", 0, 0.5),
+        ("d2", "B", 0, 0.3),
+        ("d3", "C", 1, 0.9),
+        ("d3", "G", 1, 0.4),
+        ("d3", "H", 0, 0.2),
+        ("d3", "I", 0, 0.1),
     ]
     day = {"d1": date(2026, 1, 1), "d2": date(2026, 1, 2), "d3": date(2026, 1, 3)}
-    frame = pd.DataFrame({"tx_date": [day[r[0]] for r in rows], "customer_id": [r[1] for r in rows], "label": [r[2] for r in rows]})
+    frame = pd.DataFrame(
+        {"tx_date": [day[r[0]] for r in rows], "customer_id": [r[1] for r in rows], "label": [r[2] for r in rows]}
+    )
     frame["card_first_reported_at"] = pd.to_datetime(["2026-01-01 12:00" if r[1] == "E" else None for r in rows])
     cp = card_precision_at_k(frame, [r[3] for r in rows], k=2)
     assert cp["per_day"] == {"2026-01-01": 0.5, "2026-01-02": 0.5, "2026-01-03": 0.5}
@@ -110,23 +133,44 @@ def test_card_precision_at_k_matches_a_hand_computed_example():
 
 
 def test_cost_view_counts_caught_fraud_amount_against_review_cost():
-    frame = pd.DataFrame({"tx_date": [date(2026, 1, 1)] * 4, "customer_id": ["A", "A", "B", "C"],
-                          "label": [1, 1, 0, 1], "tx_amount": [100.0, 50.0, 10.0, 30.0]})
+    frame = pd.DataFrame(
+        {
+            "tx_date": [date(2026, 1, 1)] * 4,
+            "customer_id": ["A", "A", "B", "C"],
+            "label": [1, 1, 0, 1],
+            "tx_amount": [100.0, 50.0, 10.0, 30.0],
+        }
+    )
     cost = cost_view(frame, [0.9, 0.1, 0.8, 0.2], k=2, review_cost=5.0)
     assert cost["alerts"] == 2 and cost["fraud_amount_caught"] == 150.0 and cost["fraud_amount_missed"] == 30.0
     assert cost["review_cost"] == 10.0 and cost["net_savings"] == 140.0
 
 
 def _report(ap, auc=0.9, robust=True, slice_aucs=None, baseline_ap=0.3):
-    slices = [{"slice": "segment", "value": v, "support": 500, "frauds": 50, "auc": a, "average_precision": None,
-               "enough_support": True, "flagged": False} for v, a in (slice_aucs or {"budget": 0.9, "premium": 0.9}).items()]
-    return {"overall": {"auc": auc, "average_precision": ap, "card_precision_at_k": 0.3, "k": 100}, "slices": slices,
-            "robustness": [{"name": "small_amount_perturbation", "passed": robust}], "baseline": {"average_precision": baseline_ap},
-            "flagged_slices": []}
+    slices = [
+        {
+            "slice": "segment",
+            "value": v,
+            "support": 500,
+            "frauds": 50,
+            "auc": a,
+            "average_precision": None,
+            "enough_support": True,
+            "flagged": False,
+        }
+        for v, a in (slice_aucs or {"budget": 0.9, "premium": 0.9}).items()
+    ]
+    return {
+        "overall": {"auc": auc, "average_precision": ap, "card_precision_at_k": 0.3, "k": 100},
+        "slices": slices,
+        "robustness": [{"name": "small_amount_perturbation", "passed": robust}],
+        "baseline": {"average_precision": baseline_ap},
+        "flagged_slices": [],
+    }
 
 
 def test_gate_promotes_and_rejects_for_the_right_reasons(settings):
-    s = replace(settings, promotion_margin=0.01, slice_margin=0.05, min_auc=0.85, min_ap=0.5)
+    s = settings.override(gate={"promotion_margin": 0.01, "slice_margin": 0.05, "min_auc": 0.85, "min_ap": 0.5})
     # first model: absolute floors
     assert decide(_report(0.6), None, s)["decision"] == "passed"
     first_bad = decide(_report(0.45), None, s)

@@ -9,39 +9,37 @@ transactions fraud, one that honours it keeps them pending.
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
-from jobs.config import REPO_ROOT
-from jobs.ingest import ingest
-from jobs.simulate import Population, SimulationConfig, simulate, simulate_day
+from jobs.data.ingest import ingest
+from jobs.data.simulate import Population, SimulationConfig, simulate, simulate_day
 
-DAGS_DIR = REPO_ROOT / "dags"
 START = date(2025, 11, 1)
 DAYS = 3
 
 
-def test_data_pipeline_three_days(airflow_db, settings, spark):
-    cfg = SimulationConfig(start_date=START, days=DAYS + 1, n_customers=200, n_terminals=400, seed=99, bad_rows_rate=0.02)
-    summary = simulate(cfg, settings.landing_dir)
+def test_data_pipeline_three_days(airflow_db, settings, spark, load_dag):
+    cfg = SimulationConfig(
+        start_date=START, days=DAYS + 1, n_customers=200, n_terminals=400, seed=99, bad_rows_rate=0.02
+    )
+    summary = simulate(cfg, settings.storage.landing_dir)
     ahead = START + timedelta(days=DAYS)  # delivered early: its reports are about the days below
     early = [ingest(ahead, source, settings=settings) for source in ("transactions", "fraud_reports")]
     assert early[1].rows_accepted > 0
-    from airflow.dag_processing.dagbag import DagBag
-
-    dag = DagBag(dag_folder=str(DAGS_DIR / "data_pipeline.py")).dags["data_pipeline"]
+    dag = load_dag("data_pipeline")
     pop = Population(cfg)
     dbt_tasks = {t.task_id for t in dag.tasks if t.task_id.startswith("dbt.")}
     assert any(t.endswith(".run") for t in dbt_tasks) and any(t.endswith(".test") for t in dbt_tasks)
     for i in range(DAYS):
         day = START + timedelta(days=i)
-        run = dag.test(logical_date=datetime(day.year, day.month, day.day, tzinfo=timezone.utc))
+        run = dag.test(logical_date=datetime(day.year, day.month, day.day, tzinfo=UTC))
         states = {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
         assert run.state == "success", f"{day}: {run.state} {states}"
         assert set(states) == {t.task_id for t in dag.tasks}
         assert set(states.values()) == {"success"}, {k: v for k, v in states.items() if v != "success"}
 
         # Nothing lost at ingestion.
-        lines = (settings.landing_dir / "transactions" / f"{day}.csv").read_bytes().split(b"\n")
+        lines = (settings.storage.landing_dir / "transactions" / f"{day}.csv").read_bytes().split(b"\n")
         rows_in_file = len(lines) - 2  # header and the final newline
         count = lambda sql: spark.sql(sql).collect()[0][0]
         bronze = count(f"SELECT count(*) FROM bronze.transactions WHERE batch_date = DATE'{day}'")
@@ -62,12 +60,17 @@ def test_data_pipeline_three_days(airflow_db, settings, spark):
             "LEFT JOIN bronze.fraud_reports r ON r.transaction_id = f.transaction_id "
             f"WHERE f.batch_date BETWEEN DATE'{START}' AND DATE'{ahead}' GROUP BY f.transaction_id, f.label_status"
         ).collect()
-        expected = {r["transaction_id"]: "fraud" if r["reported_at"] is not None and r["reported_at"] < end else "pending" for r in labels}
+        expected = {
+            r["transaction_id"]: "fraud" if r["reported_at"] is not None and r["reported_at"] < end else "pending"
+            for r in labels
+        }
         assert {r["transaction_id"]: r["label_status"] for r in labels} == expected
         later = sum(1 for r in labels if r["reported_at"] is not None and r["reported_at"] >= end)
         assert later > 0  # reports from after the run date exist in bronze, and did not count
 
-    total_q = count(f"SELECT count(*) FROM quarantine.transactions WHERE batch_date BETWEEN DATE'{START}' AND DATE'{ahead}'")
+    total_q = count(
+        f"SELECT count(*) FROM quarantine.transactions WHERE batch_date BETWEEN DATE'{START}' AND DATE'{ahead}'"
+    )
     assert total_q == sum(summary["bad_rows"].values()) and early[0].rows_quarantined > 0
     dims = count("SELECT count(*) FROM marts.dim_customers WHERE in_reference")
     assert dims == cfg.n_customers  # the reference snapshot reached the dimension

@@ -13,13 +13,13 @@ from __future__ import annotations
 import json
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
-from jobs.config import REPO_ROOT, get_settings
+from jobs.config import get_settings
 
-DAGS_DIR = REPO_ROOT / "dags"
 TRIALS = 3
 
 ENV = {
@@ -44,19 +44,40 @@ def _states(run):
     return {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
 
 
-def _awaiting_input(dag_id: str, task_id: str, deadline: float):
-    """The task instance parked in AWAITING_INPUT (polled from the metadata DB), or None at the deadline."""
+def _xcom(run, task_id: str):
+    """The return value a task of ``run`` pushed, read back from the metadata DB."""
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
     from sqlalchemy import select
 
+    with create_session() as session:
+        row = session.scalars(
+            select(XComModel).where(
+                XComModel.dag_id == run.dag_id,
+                XComModel.run_id == run.run_id,
+                XComModel.task_id == task_id,
+                XComModel.key == "return_value",
+            )
+        ).first()
+        return None if row is None else XComModel.deserialize_value(row)
+
+
+def _awaiting_input(dag_id: str, task_id: str, deadline: float):
+    """The task instance parked in AWAITING_INPUT (polled from the metadata DB), or None at the deadline."""
     from airflow.models.taskinstance import TaskInstance
     from airflow.utils.session import create_session
     from airflow.utils.state import TaskInstanceState
+    from sqlalchemy import select
 
     while time.monotonic() < deadline:
         with create_session() as session:
-            ti = session.scalars(select(TaskInstance).where(
-                TaskInstance.dag_id == dag_id, TaskInstance.task_id == task_id,
-                TaskInstance.state == TaskInstanceState.AWAITING_INPUT)).first()
+            ti = session.scalars(
+                select(TaskInstance).where(
+                    TaskInstance.dag_id == dag_id,
+                    TaskInstance.task_id == task_id,
+                    TaskInstance.state == TaskInstanceState.AWAITING_INPUT,
+                )
+            ).first()
             if ti is not None:
                 return ti.run_id, ti.trigger_timeout
         time.sleep(0.5)
@@ -65,9 +86,8 @@ def _awaiting_input(dag_id: str, task_id: str, deadline: float):
 
 def _respond_through_rest_api(dag_id: str, option: str, result: dict, timeout_s: float = 900) -> None:
     """A person's answer: log in to the Airflow API and PATCH the approval task's HITL detail."""
-    from fastapi.testclient import TestClient
-
     from airflow.api_fastapi.app import create_app
+    from fastapi.testclient import TestClient
 
     found = _awaiting_input(dag_id, "approve_promotion", time.monotonic() + timeout_s)
     if found is None:
@@ -77,11 +97,15 @@ def _respond_through_rest_api(dag_id: str, option: str, result: dict, timeout_s:
     with TestClient(create_app("core"), base_url="http://localhost") as client:
         from airflow.configuration import conf
 
-        passwords = json.loads(open(conf.get("core", "simple_auth_manager_passwords_file")).read())
-        token = client.post("/auth/token", json={"username": "admin", "password": passwords["admin"]}).json()["access_token"]
+        passwords = json.loads(Path(conf.get("core", "simple_auth_manager_passwords_file")).read_text())
+        token = client.post("/auth/token", json={"username": "admin", "password": passwords["admin"]}).json()[
+            "access_token"
+        ]
         response = client.patch(
             f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/approve_promotion/-1/hitlDetails",
-            json={"chosen_options": [option], "params_input": {}}, headers={"Authorization": f"Bearer {token}"})
+            json={"chosen_options": [option], "params_input": {}},
+            headers={"Authorization": f"Bearer {token}"},
+        )
     result.update(status=response.status_code, body=response.json())
 
 
@@ -95,94 +119,143 @@ def _sweep_timeouts_like_the_scheduler(dag_id: str, result: dict, timeout_s: flo
         result["error"] = "approve_promotion never waited for input"
         return
     _, deadline = found
-    while datetime.now(timezone.utc) <= deadline:
+    while datetime.now(UTC) <= deadline:
         time.sleep(0.5)
     SchedulerJobRunner(job=Job()).check_awaiting_input_timeouts()
     result["swept"] = True
 
 
-def test_train_model_promotes_a_first_champion_then_rejects_an_identical_challenger(airflow_db, feature_history, training_settings):
+def test_train_model_promotes_a_first_champion_then_rejects_an_identical_challenger(
+    airflow_db, feature_history, training_settings, load_dag
+):
     import mlflow
-    from airflow.dag_processing.dagbag import DagBag
 
-    from jobs.train import config_hash, git_commit, load_config, mlflow_client, run_dir_for
-    from jobs.transform import manifest_hash
+    from jobs.config import load_training_config
+    from jobs.platform.dbt_runner import manifest_hash
+    from jobs.platform.tracking import mlflow_client
+    from jobs.training.context import config_hash, git_commit, run_dir_for
 
     s = training_settings
     days = feature_history
-    dag = DagBag(dag_folder=str(DAGS_DIR / "train_model.py")).dags["train_model"]
-    conf = {"last_test_day": str(days[7]), "train_days": 2, "gap_days": 2, "test_days": 1, "n_folds": 1, "n_trials": TRIALS}
+    dag = load_dag("train_model")
+    conf = {
+        "last_test_day": str(days[7]),
+        "train_days": 2,
+        "gap_days": 2,
+        "test_days": 1,
+        "n_folds": 1,
+        "n_trials": TRIALS,
+    }
 
-    first = dag.test(logical_date=datetime(2025, 3, 11, tzinfo=timezone.utc), run_conf=conf)
+    first = dag.test(logical_date=datetime(2025, 3, 11, tzinfo=UTC), run_conf=conf)
     states = _states(first)
     assert first.state == "success", states
     assert states["promote"] == "success" and states["auto_approve"] == "success"
     assert states["approve_promotion"] == "skipped" and states["rejected"] == "skipped"
 
     client = mlflow_client(s)
-    champion = client.get_model_version_by_alias(s.model_name, "champion")
+    champion = client.get_model_version_by_alias(s.mlflow.model_name, "champion")
     assert champion.tags["gate.decision"] == "passed"
     assert champion.tags["approved_by"].startswith("auto-approve") and champion.tags["approved_at"]
     assert "PASSED" in champion.description
 
     # The champion loads by alias and scores the feature rows.
-    from jobs.train import features_matrix
+    from jobs.features.registry import features_matrix
 
-    frame = __import__("pandas").read_parquet(next(s.training_dir.glob("*/frame.parquet")))
-    model = mlflow.pyfunc.load_model(f"models:/{s.model_name}@champion")
+    frame = __import__("pandas").read_parquet(next(s.storage.training_dir.glob("*/frame.parquet")))
+    model = mlflow.pyfunc.load_model(f"models:/{s.mlflow.model_name}@champion")
     scores = model.predict(features_matrix(frame.head(20)))
     assert len(scores) == 20 and ((scores >= 0) & (scores <= 1)).all()
 
     # Lineage on the parent run, one nested run per trial, report, plots and model card as artifacts.
     run = client.get_run(champion.run_id)
     tags = run.data.tags
-    from jobs.feature_registry import FEATURE_SET_VERSION
-    from jobs.lakehouse import table_version
-    from jobs.training_data import PINNED_TABLES
+    from jobs.features.registry import FEATURE_SET_VERSION
+    from jobs.platform.lakehouse import table_version
+    from jobs.training.dataset import PINNED_TABLES
 
     manifest = json.loads((run_dir_for(s, first.run_id) / "manifest.json").read_text())
     assert tags["git_commit"] == git_commit() and tags["dbt_manifest_hash"] == manifest_hash(s)
     assert tags["feature_set_version"] == FEATURE_SET_VERSION
-    assert tags["config_hash"] == config_hash(load_config(s), s, {"windows": manifest["windows"], "n_trials": TRIALS})
+    assert tags["config_hash"] == config_hash(
+        load_training_config(s), s, {"windows": manifest["windows"], "n_trials": TRIALS}
+    )
     assert tags["data.frame_hash"] == manifest["frame_hash"] and tags["training_key"] == first.run_id
-    spark = __import__("jobs.spark", fromlist=["get_spark"]).get_spark(s)
+    from jobs.platform.spark import get_spark
+
+    spark = get_spark(s)
     for table in PINNED_TABLES:
-        assert int(tags[f"delta_version.{table}"]) == manifest["delta_versions"][table] <= table_version(spark, table), table
+        assert (
+            int(tags[f"delta_version.{table}"]) == manifest["delta_versions"][table] <= table_version(spark, table)
+        ), table
     assert tags["window.test"] == f"{days[7]}..{days[7]}" and tags["window.train"] == f"{days[3]}..{days[4]}"
     assert (tags["window.cutoff"], tags["window.gap_days"]) == (f"{days[7]}T00:00:00", "2")
-    assert tags["window.label_as_of"] == f"{days[-1] + timedelta(days=1)}T00:00:00"
-    assert {k: v for k, v in champion.tags.items() if k in tags} == {k: v for k, v in tags.items() if k in champion.tags}
+    data_end = spark.sql("SELECT max(tx_date) FROM marts.fct_transactions").collect()[0][
+        0
+    ]  # test labels: as of the data's end
+    assert tags["window.label_as_of"] == f"{data_end + timedelta(days=1)}T00:00:00"
+    assert {k: v for k, v in champion.tags.items() if k in tags} == {
+        k: v for k, v in tags.items() if k in champion.tags
+    }
     nested = client.search_runs([run.info.experiment_id], f"tags.mlflow.parentRunId = '{run.info.run_id}'")
     assert len(nested) == TRIALS and all(r.data.params for r in nested)
-    artifacts = {f.path for d in ("evaluation", "evaluation/plots", "model_card") for f in client.list_artifacts(run.info.run_id, d)}
-    assert {"evaluation/evaluation.json", "evaluation/evaluation.html", "evaluation/plots/roc.png",
-            "evaluation/plots/precision_recall.png", "evaluation/plots/calibration.png", "evaluation/plots/slices.png",
-            "evaluation/plots/feature_importance.png", "model_card/model_card.md", "model_card/model_card.html"} <= artifacts
+    artifacts = {
+        f.path
+        for d in ("evaluation", "evaluation/plots", "model_card")
+        for f in client.list_artifacts(run.info.run_id, d)
+    }
+    assert {
+        "evaluation/evaluation.json",
+        "evaluation/evaluation.html",
+        "evaluation/plots/roc.png",
+        "evaluation/plots/precision_recall.png",
+        "evaluation/plots/calibration.png",
+        "evaluation/plots/slices.png",
+        "evaluation/plots/feature_importance.png",
+        "model_card/model_card.md",
+        "model_card/model_card.html",
+    } <= artifacts
     metrics = run.data.metrics
-    for key in ("test_auc", "test_average_precision", "test_card_precision_at_100", "test_brier", "baseline_average_precision"):
+    for key in (
+        "test_auc",
+        "test_average_precision",
+        "test_card_precision_at_100",
+        "test_brier",
+        "baseline_average_precision",
+    ):
         assert key in metrics
 
     # Same data versions, same seed: the same model and metrics; no gain, so the gate rejects it.
-    second = dag.test(logical_date=datetime(2025, 3, 12, tzinfo=timezone.utc), run_conf=conf)
+    second = dag.test(logical_date=datetime(2025, 3, 12, tzinfo=UTC), run_conf=conf)
     states = _states(second)
     assert second.state == "success", states
     assert states["rejected"] == "success" and states["promote"] == "skipped" and states["auto_approve"] == "skipped"
-    challenger = client.get_model_version_by_alias(s.model_name, "challenger")
+    challenger = client.get_model_version_by_alias(s.mlflow.model_name, "challenger")
     assert challenger.version != champion.version
-    assert challenger.tags["gate.decision"] == "rejected" and "average_precision_gain" in challenger.tags["gate.reasons"]
-    assert client.get_model_version_by_alias(s.model_name, "champion").version == champion.version
+    assert (
+        challenger.tags["gate.decision"] == "rejected" and "average_precision_gain" in challenger.tags["gate.reasons"]
+    )
+    assert client.get_model_version_by_alias(s.mlflow.model_name, "champion").version == champion.version
     again = client.get_run(challenger.run_id)
     for key in ("test_auc", "test_average_precision", "test_card_precision_at_100", "tune_best_average_precision"):
         assert again.data.metrics[key] == metrics[key], key
-    assert {k: v for k, v in again.data.params.items() if k.startswith("best.")} == {k: v for k, v in run.data.params.items() if k.startswith("best.")}
+    assert {k: v for k, v in again.data.params.items() if k.startswith("best.")} == {
+        k: v for k, v in run.data.params.items() if k.startswith("best.")
+    }
     assert again.data.tags["data.frame_hash"] == tags["data.frame_hash"]
+    assert _xcom(second, "record_outcome") == {
+        "outcome": "rejected by the gate",
+        "version": str(challenger.version),
+        "reasons": json.loads(challenger.tags["gate.reasons"]),
+    }
+    assert _xcom(first, "record_outcome")["outcome"] == "promoted"
 
 
-def test_a_person_rejects_then_no_one_answers_and_neither_version_serves(airflow_db, feature_history, training_settings, monkeypatch):
+def test_a_person_rejects_then_no_one_answers_and_neither_version_serves(
+    airflow_db, feature_history, training_settings, monkeypatch, load_dag
+):
     """After the first test's champion: a challenger passes the gate (margins opened) and waits for a person."""
-    from airflow.dag_processing.dagbag import DagBag
-
-    from jobs.train import mlflow_client
+    from jobs.platform.tracking import mlflow_client
 
     monkeypatch.setenv("PIPELINE_AUTO_APPROVE", "false")
     monkeypatch.setenv("PIPELINE_PROMOTION_MARGIN", "-1")  # any AP passes the comparison
@@ -190,43 +263,74 @@ def test_a_person_rejects_then_no_one_answers_and_neither_version_serves(airflow
     get_settings.cache_clear()
     s = get_settings()
     client = mlflow_client(s)
-    champion = client.get_model_version_by_alias(s.model_name, "champion").version
+    champion = client.get_model_version_by_alias(s.mlflow.model_name, "champion").version
     days = feature_history
     conf = {"last_test_day": str(days[7]), "train_days": 2, "gap_days": 2, "test_days": 1, "n_folds": 1, "n_trials": 1}
-    dag = DagBag(dag_folder=str(DAGS_DIR / "train_model.py")).dags["train_model"]
+    dag = load_dag("train_model")
 
     answer: dict = {}
     person = threading.Thread(target=_respond_through_rest_api, args=("train_model", "Reject", answer), daemon=True)
     person.start()
-    run = dag.test(logical_date=datetime(2025, 3, 13, tzinfo=timezone.utc), run_conf=conf)
+    run = dag.test(logical_date=datetime(2025, 3, 13, tzinfo=UTC), run_conf=conf)
     person.join(timeout=60)
     states = _states(run)
     assert answer.get("status") == 200, answer
-    assert answer["body"]["chosen_options"] == ["Reject"] and answer["body"]["responded_by_user"]["name"] == "admin"
+    assert answer["body"]["chosen_options"] == ["Reject"] and answer["body"]["responded_by"]["name"] == "admin"
     assert run.state == "success", states
-    assert (states["approve_promotion"], states["promote"], states["record_outcome"]) == ("success", "skipped", "success")
-    rejected = client.get_model_version_by_alias(s.model_name, "challenger")
+    assert (states["approve_promotion"], states["promote"], states["record_outcome"]) == (
+        "success",
+        "skipped",
+        "success",
+    )
+    rejected = client.get_model_version_by_alias(s.mlflow.model_name, "challenger")
     assert rejected.tags["gate.decision"] == "passed"
     assert (rejected.tags["approval"], rejected.tags["rejected_by"]) == ("rejected", "admin")
-    assert client.get_model_version_by_alias(s.model_name, "champion").version == champion
-    from jobs.registry import promote
+    assert client.get_model_version_by_alias(s.mlflow.model_name, "champion").version == champion
+    from jobs.release.registry import promote
 
     with pytest.raises(ValueError, match="was rejected by admin"):
         promote(rejected.version, "someone else")
 
+    assert _xcom(run, "record_outcome") == {
+        "outcome": "rejected by approver",
+        "version": str(rejected.version),
+        "approval": "rejected",
+        "rejected_by": "admin",
+        "rejected_at": rejected.tags["rejected_at"],
+    }
+
     # Nobody answers: the response deadline passes and the scheduler's sweep applies the default, Reject.
-    dag = DagBag(dag_folder=str(DAGS_DIR / "train_model.py")).dags["train_model"]
+    dag = load_dag("train_model")
     dag.get_task("approve_promotion").response_timeout = timedelta(seconds=3)
     swept: dict = {}
     sweeper = threading.Thread(target=_sweep_timeouts_like_the_scheduler, args=("train_model", swept), daemon=True)
     sweeper.start()
-    run = dag.test(logical_date=datetime(2025, 3, 14, tzinfo=timezone.utc), run_conf=conf)
+    run = dag.test(logical_date=datetime(2025, 3, 14, tzinfo=UTC), run_conf=conf)
     sweeper.join(timeout=60)
     states = _states(run)
     assert swept.get("swept"), swept
     assert run.state == "success" and (states["promote"], states["record_outcome"]) == ("skipped", "success"), states
-    timed_out = client.get_model_version_by_alias(s.model_name, "challenger")
+    timed_out = client.get_model_version_by_alias(s.mlflow.model_name, "challenger")
     assert timed_out.version != rejected.version and timed_out.tags["gate.decision"] == "passed"
     assert (timed_out.tags["approval"], timed_out.tags["rejected_by"]) == ("rejected", "timeout default")
-    assert client.get_model_version_by_alias(s.model_name, "champion").version == champion
+    assert client.get_model_version_by_alias(s.mlflow.model_name, "champion").version == champion
+    assert _xcom(run, "record_outcome")["outcome"] == "rejected by approver"
     get_settings.cache_clear()
+
+
+def test_a_run_that_fails_before_the_gate_says_so_and_fails(airflow_db, feature_history, training_settings, load_dag):
+    """Not enough history: the training set fails at once (no retry), the run fails, the outcome is recorded."""
+    dag = load_dag("train_model")
+    conf = {"last_test_day": "2025-02-20", "train_days": 2, "gap_days": 2, "test_days": 1, "n_folds": 1, "n_trials": 1}
+    started = time.monotonic()
+    run = dag.test(logical_date=datetime(2025, 3, 15, tzinfo=UTC), run_conf=conf)
+    states = _states(run)
+    assert run.state == "failed", states
+    assert (
+        states["build_training_set"] == "failed"
+        and states["tune"] == "upstream_failed"
+        and states["gate"] == "upstream_failed"
+    )
+    assert states["record_outcome"] == "success"
+    assert _xcom(run, "record_outcome") == {"outcome": "failed before the gate"}
+    assert time.monotonic() - started < 120  # no five-minute retry of a training set that cannot be built

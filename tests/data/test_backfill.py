@@ -27,7 +27,9 @@ def test_backfill_of_the_shared_history_reconciles_with_the_simulator(history_ba
     log = spark.sql(
         f"SELECT source, batch_date, status, run_id FROM ops.ingestion_log WHERE {in_range} AND source IN ('transactions', 'fraud_reports')"
     ).collect()
-    assert {(r["source"], r["batch_date"]) for r in log} == {(s, d) for s in ("transactions", "fraud_reports") for d in days}
+    assert {(r["source"], r["batch_date"]) for r in log} == {
+        (s, d) for s in ("transactions", "fraud_reports") for d in days
+    }
     assert {(r["status"], r["run_id"]) for r in log} == {("succeeded", f"backfill__{first}_{last}")}
     # labels as of the last day; the online state written for the last day only
     assert count(f"SELECT count(*) FROM marts.fct_transactions WHERE {in_range} AND label_status = 'fraud'") > 0

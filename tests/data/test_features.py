@@ -7,15 +7,17 @@ it shares no code with the job (nor with the serving path, which is compared too
 from __future__ import annotations
 
 from collections import namedtuple
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
-import pytest
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
-from jobs.feature_registry import FEATURE_NAMES, online_features
+from jobs.features.online import online_features
+from jobs.features.registry import FEATURE_NAMES
 
 DELAY = 7
-BASE = datetime(2026, 2, 1, tzinfo=timezone.utc)
+BASE = datetime(2026, 2, 1, tzinfo=UTC)
 Tx = namedtuple("Tx", "transaction_id tx_datetime customer_id terminal_id cents reported_at")
 
 
@@ -30,10 +32,14 @@ def reference_features(rows: list[Tx], delay: int = DELAY, targets: list[Tx] | N
             "tx_during_night": 1 if t.hour <= 6 else 0,
         }
         for n in (1, 7, 30):
-            mine = [x.cents for x in rows if x.customer_id == r.customer_id and t - timedelta(days=n) < x.tx_datetime <= t]
+            mine = [
+                x.cents for x in rows if x.customer_id == r.customer_id and t - timedelta(days=n) < x.tx_datetime <= t
+            ]
             f[f"customer_nb_tx_{n}d"] = len(mine)
             f[f"customer_avg_amount_{n}d"] = sum(mine) / len(mine) / 100
-        f["customer_amount_ratio_30d"] = (r.cents / 100) / f["customer_avg_amount_30d"] if f["customer_avg_amount_30d"] else 1.0
+        f["customer_amount_ratio_30d"] = (
+            (r.cents / 100) / f["customer_avg_amount_30d"] if f["customer_avg_amount_30d"] else 1.0
+        )
         for n in (1, 7, 30):
             lo, hi = t - timedelta(days=n + delay), t - timedelta(days=delay)
             window = [x for x in rows if x.terminal_id == r.terminal_id and lo < x.tx_datetime <= hi]
@@ -45,20 +51,38 @@ def reference_features(rows: list[Tx], delay: int = DELAY, targets: list[Tx] | N
 
 
 def spark_features(spark, rows: list[Tx], delay: int = DELAY) -> dict[str, dict]:
-    from jobs.features import compute_features
+    from jobs.features.build import compute_features
 
     frame = spark.createDataFrame(
-        [(r.transaction_id, r.tx_datetime, r.customer_id, r.terminal_id, r.cents / 100, r.reported_at, BASE.date(), True) for r in rows],
+        [
+            (
+                r.transaction_id,
+                r.tx_datetime,
+                r.customer_id,
+                r.terminal_id,
+                r.cents / 100,
+                r.reported_at,
+                BASE.date(),
+                True,
+            )
+            for r in rows
+        ],
         "transaction_id string, tx_datetime timestamp, customer_id string, terminal_id string, tx_amount double, "
         "reported_at timestamp, batch_date date, is_target boolean",
     )
-    return {row["transaction_id"]: {k: row[k] for k in FEATURE_NAMES} for row in compute_features(frame, delay).collect()}
+    return {
+        row["transaction_id"]: {k: row[k] for k in FEATURE_NAMES} for row in compute_features(frame, delay).collect()
+    }
 
 
 def serving_features(rows: list[Tx], delay: int = DELAY) -> dict[str, dict]:
     out = {}
     for r in rows:
-        customer = [(x.tx_datetime, x.cents / 100) for x in rows if x.customer_id == r.customer_id and x is not r and x.tx_datetime <= r.tx_datetime]
+        customer = [
+            (x.tx_datetime, x.cents / 100)
+            for x in rows
+            if x.customer_id == r.customer_id and x is not r and x.tx_datetime <= r.tx_datetime
+        ]
         terminal = [(x.tx_datetime, x.reported_at) for x in rows if x.terminal_id == r.terminal_id]
         out[r.transaction_id] = online_features(r.tx_datetime, r.cents / 100, customer, terminal, delay)
     return out
@@ -78,7 +102,11 @@ def histories(draw, max_rows: int = 24) -> list[Tx]:
         reported = draw(
             st.one_of(
                 st.none(),
-                st.builds(lambda d, s: ts + timedelta(days=d, seconds=s), st.integers(0, 12), st.sampled_from([0, 1, 3600])),
+                st.builds(
+                    lambda d, s, ts=ts: ts + timedelta(days=d, seconds=s),
+                    st.integers(0, 12),
+                    st.sampled_from([0, 1, 3600]),
+                ),
             )
         )
         rows.append(
@@ -110,15 +138,21 @@ def test_later_transactions_and_reports_never_change_earlier_features(spark, row
     changed = []
     for r in rows:
         if r.tx_datetime > cutoff:  # a later transaction: anything about it may change
-            r = r._replace(cents=data.draw(st.integers(0, 300_000)), customer_id=data.draw(st.sampled_from(["c1", "c2"])))
-        if data.draw(st.booleans()):  # any report filed after the cutoff may appear, move or vanish
-            if r.reported_at is None or r.reported_at > cutoff:
-                late = cutoff + timedelta(microseconds=1, days=data.draw(st.integers(0, 5)))
-                r = r._replace(reported_at=data.draw(st.sampled_from([None, max(late, r.tx_datetime)])))
+            r = r._replace(
+                cents=data.draw(st.integers(0, 300_000)), customer_id=data.draw(st.sampled_from(["c1", "c2"]))
+            )
+        # any report filed after the cutoff may appear, move or vanish
+        if data.draw(st.booleans()) and (r.reported_at is None or r.reported_at > cutoff):
+            late = cutoff + timedelta(microseconds=1, days=data.draw(st.integers(0, 5)))
+            r = r._replace(reported_at=data.draw(st.sampled_from([None, max(late, r.tx_datetime)])))
         changed.append(r)
     # New transactions after the cutoff, on the same customers and terminals.
     for i, x in enumerate(later):
-        changed.append(x._replace(transaction_id=f"late{i}", tx_datetime=cutoff + (x.tx_datetime - BASE) + timedelta(microseconds=1)))
+        changed.append(
+            x._replace(
+                transaction_id=f"late{i}", tx_datetime=cutoff + (x.tx_datetime - BASE) + timedelta(microseconds=1)
+            )
+        )
     after = spark_features(spark, changed)
     for r in rows:
         if r.tx_datetime <= cutoff:
@@ -130,24 +164,33 @@ def test_later_transactions_and_reports_never_change_earlier_features(spark, row
 
 
 def test_build_features_matches_reference_and_backfill_rewrites_one_date(marts, settings, spark):
-    from jobs.features import FEATURES_TABLE, build_features
+    from jobs.features.build import FEATURES_TABLE, build_features
 
     days = marts
     last, previous = days[-1], days[-2]
     first_summary = build_features(previous, settings=settings)
     summary = build_features(last, settings=settings)
-    accepted = spark.sql(f"SELECT count(*) AS n FROM bronze.transactions WHERE batch_date = DATE'{last}'").collect()[0]["n"]
+    accepted = spark.sql(f"SELECT count(*) AS n FROM bronze.transactions WHERE batch_date = DATE'{last}'").collect()[0][
+        "n"
+    ]
     assert summary["rows"] == accepted > 0 and first_summary["rows"] > 0
 
     history_rows = [
-        Tx(r["transaction_id"], r["tx_datetime"], r["customer_id"], r["terminal_id"], round(r["tx_amount"] * 100), r["reported_at"])
+        Tx(
+            r["transaction_id"],
+            r["tx_datetime"],
+            r["customer_id"],
+            r["terminal_id"],
+            round(r["tx_amount"] * 100),
+            r["reported_at"],
+        )
         for r in spark.sql(
             f"SELECT * FROM marts.fct_transactions WHERE tx_datetime > TIMESTAMP'{days[0] - timedelta(days=40)}' "
             f"AND tx_datetime < TIMESTAMP'{last + timedelta(days=1)}'"
         ).collect()
     ]
     targets = [r for r in history_rows if r.tx_datetime.date() == last]
-    expected = reference_features(history_rows, settings.feature_label_delay_days, targets)
+    expected = reference_features(history_rows, settings.features.label_delay_days, targets)
     stored = spark.sql(f"SELECT * FROM {FEATURES_TABLE} WHERE batch_date = DATE'{last}'").collect()
     assert len(stored) == accepted
     for row in stored:
@@ -155,12 +198,17 @@ def test_build_features_matches_reference_and_backfill_rewrites_one_date(marts, 
     assert {row["feature_set_version"] for row in stored} == {summary["feature_set_version"]}
 
     # A backfill of the previous day rewrites that partition only.
-    stamps = lambda day: {r["computed_at"] for r in spark.sql(f"SELECT computed_at FROM {FEATURES_TABLE} WHERE batch_date = DATE'{day}'").collect()}
+    stamps = lambda day: {
+        r["computed_at"]
+        for r in spark.sql(f"SELECT computed_at FROM {FEATURES_TABLE} WHERE batch_date = DATE'{day}'").collect()
+    }
     last_before, previous_before = stamps(last), stamps(previous)
     build_features(previous, settings=settings, write_state=False)
     assert stamps(last) == last_before
     assert stamps(previous) != previous_before
-    count = spark.sql(f"SELECT count(*) AS n FROM {FEATURES_TABLE} WHERE batch_date = DATE'{previous}'").collect()[0]["n"]
+    count = spark.sql(f"SELECT count(*) AS n FROM {FEATURES_TABLE} WHERE batch_date = DATE'{previous}'").collect()[0][
+        "n"
+    ]
     assert count == first_summary["rows"]  # replaced, not appended
 
     # The online state holds each entity's recent events, as of the end of the day.
@@ -177,8 +225,8 @@ def test_build_features_matches_reference_and_backfill_rewrites_one_date(marts, 
 
 
 def test_feature_validation_passes_the_job_output_and_names_what_breaks(marts, settings, spark):
-    from jobs.feature_validation import validate_feature_partition, validate_frame
-    from jobs.features import FEATURES_TABLE, build_features
+    from jobs.features.build import FEATURES_TABLE, build_features
+    from jobs.features.validate import validate_feature_partition, validate_frame
 
     day = marts[-1]
     build_features(day, settings=settings, write_state=False)

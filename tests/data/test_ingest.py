@@ -13,19 +13,21 @@ from datetime import date, timedelta
 
 import pytest
 
-from jobs.ingest import IngestionError, ingest, parse_file
-from jobs.simulate import BAD_ROW_KINDS, SimulationConfig, bad_line, simulate
+from jobs.data.ingest import IngestionError, ingest, parse_file
+from jobs.data.simulate import BAD_ROW_KINDS, SimulationConfig, bad_line, simulate
 
 HEADER = b"transaction_id,tx_datetime,customer_id,terminal_id,tx_amount"
 
 
 def good_rows(day: date, n: int, first: int = 1) -> list[bytes]:
     key = int(day.strftime("%Y%m%d")) * 100_000_000
-    return [f"{key + i},{day} 1{i % 10}:00:0{i % 10},{i % 7},{i % 5},{10 + i}.25".encode() for i in range(first, first + n)]
+    return [
+        f"{key + i},{day} 1{i % 10}:00:0{i % 10},{i % 7},{i % 5},{10 + i}.25".encode() for i in range(first, first + n)
+    ]
 
 
 def write(settings, source: str, day: date, lines: list[bytes], suffix: str = ".csv"):
-    path = settings.landing_dir / source / f"{day}{suffix}"
+    path = settings.storage.landing_dir / source / f"{day}{suffix}"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(b"\n".join(lines) + (b"\n" if lines else b""))
     return path
@@ -37,12 +39,14 @@ def batch_rows(spark, table: str, day: date):
 
 def snapshot(spark):
     """Version and content digest of every table: what 'nothing changed' means."""
-    from jobs.lakehouse import TABLES, table_version
+    from jobs.platform.lakehouse import TABLES, table_version
 
     out = {}
     for name in TABLES:
         if spark.catalog.tableExists(name):
-            digest = spark.sql(f"SELECT count(*) AS n, sum(cast(xxhash64(to_json(struct(*))) AS DECIMAL(38, 0))) AS h FROM {name}").collect()[0]
+            digest = spark.sql(
+                f"SELECT count(*) AS n, sum(cast(xxhash64(to_json(struct(*))) AS DECIMAL(38, 0))) AS h FROM {name}"
+            ).collect()[0]
             out[name] = (table_version(spark, name), digest["n"], digest["h"])
     return out
 
@@ -89,17 +93,27 @@ def test_kinds_batch_reconciles_and_keeps_good_rows(kinds_batch, spark):
 
 # --- reconciliation and idempotency ---------------------------------------------------------------
 
+
 def test_simulated_days_reconcile_and_rerun_changes_nothing(settings, spark):
     start = date(2025, 7, 1)
-    summary = simulate(SimulationConfig(start_date=start, days=2, n_customers=300, n_terminals=600, seed=21, bad_rows_rate=0.03), settings.landing_dir)
-    results = [ingest(start + timedelta(days=i), src, settings=settings) for i in range(2) for src in ("transactions", "fraud_reports")]
+    summary = simulate(
+        SimulationConfig(start_date=start, days=2, n_customers=300, n_terminals=600, seed=21, bad_rows_rate=0.03),
+        settings.storage.landing_dir,
+    )
+    results = [
+        ingest(start + timedelta(days=i), src, settings=settings)
+        for i in range(2)
+        for src in ("transactions", "fraud_reports")
+    ]
     assert all(r.status == "succeeded" for r in results)
     for r in results:
         assert r.rows_read == r.rows_accepted + r.rows_quarantined
         day = date.fromisoformat(r.batch_date)
         assert len(batch_rows(spark, f"bronze.{r.source}", day)) == r.rows_accepted
         assert len(batch_rows(spark, f"quarantine.{r.source}", day)) == r.rows_quarantined
-        log = spark.sql(f"SELECT * FROM ops.ingestion_log WHERE source='{r.source}' AND batch_date=DATE'{day}'").collect()
+        log = spark.sql(
+            f"SELECT * FROM ops.ingestion_log WHERE source='{r.source}' AND batch_date=DATE'{day}'"
+        ).collect()
         assert [(x.rows_read, x.rows_accepted, x.rows_quarantined, x.status) for x in log] == [
             (r.rows_read, r.rows_accepted, r.rows_quarantined, "succeeded")
         ]
@@ -137,9 +151,26 @@ def test_duplicates_across_days_are_caught(settings, spark):
 def test_extra_columns_are_kept_and_jsonl_is_accepted(settings, spark):
     day = date(2025, 8, 10)
     lines = [
-        json.dumps({"transaction_id": "J1", "tx_datetime": f"{day} 08:00:00", "customer_id": "3", "terminal_id": "4", "tx_amount": 9.5, "channel": "online"}).encode(),
+        json.dumps(
+            {
+                "transaction_id": "J1",
+                "tx_datetime": f"{day} 08:00:00",
+                "customer_id": "3",
+                "terminal_id": "4",
+                "tx_amount": 9.5,
+                "channel": "online",
+            }
+        ).encode(),
         b"{not json",
-        json.dumps({"transaction_id": "J2", "tx_datetime": f"{day} 09:00:00", "customer_id": "3", "terminal_id": "4", "tx_amount": "-1"}).encode(),
+        json.dumps(
+            {
+                "transaction_id": "J2",
+                "tx_datetime": f"{day} 09:00:00",
+                "customer_id": "3",
+                "terminal_id": "4",
+                "tx_amount": "-1",
+            }
+        ).encode(),
     ]
     write(settings, "transactions", day, lines, suffix=".jsonl")
     result = ingest(day, "transactions", settings=settings)
@@ -151,11 +182,16 @@ def test_extra_columns_are_kept_and_jsonl_is_accepted(settings, spark):
 
 def test_empty_and_header_only_files_ingest_zero_rows(settings, spark):
     for day, content in ((date(2025, 8, 20), b""), (date(2025, 8, 21), HEADER + b"\n")):
-        path = settings.landing_dir / "transactions" / f"{day}.csv"
+        path = settings.storage.landing_dir / "transactions" / f"{day}.csv"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(content)
         result = ingest(day, "transactions", settings=settings)
-        assert (result.status, result.rows_read, result.rows_accepted, result.rows_quarantined) == ("succeeded", 0, 0, 0)
+        assert (result.status, result.rows_read, result.rows_accepted, result.rows_quarantined) == (
+            "succeeded",
+            0,
+            0,
+            0,
+        )
 
 
 def test_missing_file_fails_with_a_clear_message(settings):
@@ -168,31 +204,42 @@ def test_unreadable_file_is_logged_and_fails_loudly(settings, spark):
     write(settings, "fraud_reports", day, [b"transaction_id,when", b"1,2025-08-25 10:00:00"])
     with pytest.raises(IngestionError, match="lacks required column.*reported_at"):
         ingest(day, "fraud_reports", settings=settings)
-    (log,) = spark.sql(f"SELECT * FROM ops.ingestion_log WHERE source='fraud_reports' AND batch_date=DATE'{day}'").collect()
+    (log,) = spark.sql(
+        f"SELECT * FROM ops.ingestion_log WHERE source='fraud_reports' AND batch_date=DATE'{day}'"
+    ).collect()
     assert log["status"] == "failed" and "reported_at" in log["error"]
     assert not spark.catalog.tableExists("bronze.fraud_reports") or not batch_rows(spark, "bronze.fraud_reports", day)
 
 
 def test_fraud_report_rules(settings, spark):
     day = date(2025, 9, 1)
-    write(settings, "fraud_reports", day, [
-        b"transaction_id,reported_at",
-        b"T1,2025-09-01 10:00:00",
-        b"T1,2025-09-01 11:00:00",   # reported twice in one file
-        b"T2,2025-08-30 10:00:00",   # outside the file's day
-        b"T3,yesterday",             # unparsable
-        b",2025-09-01 12:00:00",     # no id
-    ])
+    write(
+        settings,
+        "fraud_reports",
+        day,
+        [
+            b"transaction_id,reported_at",
+            b"T1,2025-09-01 10:00:00",
+            b"T1,2025-09-01 11:00:00",  # reported twice in one file
+            b"T2,2025-08-30 10:00:00",  # outside the file's day
+            b"T3,yesterday",  # unparsable
+            b",2025-09-01 12:00:00",  # no id
+        ],
+    )
     result = ingest(day, "fraud_reports", settings=settings)
     assert (result.rows_accepted, result.rows_quarantined) == (1, 4)
     reasons = {r["line_number"]: r["reasons"] for r in batch_rows(spark, "quarantine.fraud_reports", day)}
-    assert reasons == {3: ["transaction_id_unique_in_batch"], 4: ["reported_at_in_batch_day"],
-                       5: ["reported_at_parsable"], 6: ["transaction_id_not_null"]}
+    assert reasons == {
+        3: ["transaction_id_unique_in_batch"],
+        4: ["reported_at_in_batch_day"],
+        5: ["reported_at_parsable"],
+        6: ["transaction_id_not_null"],
+    }
 
 
 def test_parse_counts_every_physical_line(tmp_path):
     path = tmp_path / "x.csv"
-    path.write_bytes(HEADER + b"\r\n1,2025-01-01 00:00:00,1,1,1.0\r\n\r\n2,\"a,b\",1,1,1.0\n")
+    path.write_bytes(HEADER + b'\r\n1,2025-01-01 00:00:00,1,1,1.0\r\n\r\n2,"a,b",1,1,1.0\n')
     parsed = parse_file(path)
     assert parsed.rows_read == 3 and len(parsed.records) == 2 and [r[2] for r in parsed.rejects] == ["blank_line"]
     assert list(parsed.records["tx_datetime"]) == ["2025-01-01 00:00:00", "a,b"]
@@ -205,11 +252,23 @@ def test_cli_prints_a_json_summary_as_its_last_line(tmp_path):
     landing = tmp_path / "data" / "landing" / "transactions"
     landing.mkdir(parents=True)
     (landing / f"{day}.csv").write_bytes(b"\n".join([HEADER, *good_rows(day, 4), b"x,,1,1,1"]) + b"\n")
-    proc = subprocess.run([sys.executable, "-m", "jobs.ingest", "--date", str(day)], env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-m", "jobs.data.ingest", "--date", str(day)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
     assert (summary["rows_read"], summary["rows_accepted"], summary["rows_quarantined"]) == (5, 4, 1)
-    missing = subprocess.run([sys.executable, "-m", "jobs.ingest", "--date", "2030-01-01"], env=env, capture_output=True, text=True, timeout=600)
+    missing = subprocess.run(
+        [sys.executable, "-m", "jobs.data.ingest", "--date", "2030-01-01"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert missing.returncode == 1 and "no landing file" in missing.stderr
 
 

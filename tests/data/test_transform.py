@@ -6,10 +6,9 @@ test through Airflow; here the models run directly, several times, to compare hi
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import datetime, time, timedelta
 
-from jobs.transform import run_dbt
+from jobs.platform.dbt_runner import run_dbt
 
 FCT_COLUMNS = (
     "transaction_id, tx_datetime, tx_date, customer_id, terminal_id, tx_amount, label_status, is_fraud, "
@@ -31,7 +30,7 @@ def _status_counts(spark, days):
 
 def test_incremental_history_equals_full_refresh_and_labels_follow_reports(history, settings, spark):
     days = history
-    quick = replace(settings, label_maturity_days=2)  # labels mature inside the simulated days
+    quick = settings.override(data={"label_maturity_days": 2})  # labels mature inside the simulated days
     run_dbt(["run", "--select", "+fct_transactions", "--full-refresh", "--quiet"], quick, vars={"as_of": str(days[0])})
     first = _status_counts(spark, days)
     for day in (days[2], days[4], days[-1]):
@@ -92,7 +91,7 @@ def test_source_freshness_and_docs_generate(history, settings, spark):
     assert checked == {"transactions": "pass", "fraud_reports": "pass"}  # just ingested; references have no freshness
 
     run_dbt(["docs", "generate", "--quiet"], settings)
-    target = settings.dbt_project_dir / "target"
+    target = settings.dbt.project_dir / "target"
     catalog = json.loads((target / "catalog.json").read_text())
     fct = catalog["nodes"]["model.fraud_pipeline.fct_transactions"]
     assert {"label_status", "label_available_at", "reported_at"} <= set(fct["columns"])

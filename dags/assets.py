@@ -1,0 +1,29 @@
+"""The Airflow Assets that connect the DAGs by data: each defined once, imported by producer and consumer.
+
+A typo can then never split one dataset into two (Airflow's ``example_assets.py`` pattern). Not a DAG
+file: ``.airflowignore`` keeps the DAG processor from parsing it on its own.
+"""
+
+from __future__ import annotations
+
+from airflow.sdk import Asset
+
+from jobs.config import get_settings
+
+_settings = get_settings()
+
+
+def table_asset(table: str) -> Asset:
+    """The Asset of a lakehouse table, named ``schema.table`` with its storage URI."""
+    return Asset(name=table, uri=_settings.storage.table_uri(table))
+
+
+BRONZE_TRANSACTIONS = table_asset("bronze.transactions")
+BRONZE_FRAUD_REPORTS = table_asset("bronze.fraud_reports")
+# emitted by data_pipeline only after the day's features passed validation; train_model runs on it
+TRANSACTION_FEATURES = table_asset("features.transaction_features")
+# emitted by train_model when a new champion is promoted; deploy_model will run on it
+CHAMPION_MODEL = Asset(
+    name=f"model.{_settings.mlflow.model_name}.champion",
+    uri=f"models:/{_settings.mlflow.model_name}@champion",
+)

@@ -1,0 +1,208 @@
+"""Optional reference files: ``landing/customers.csv`` and ``landing/terminals.csv`` -> bronze snapshots.
+
+The landing contract makes them optional: when a file is absent the step is a no-op, and the dbt
+dimensions fall back to what the transactions say (first and last seen). When present, the file is
+a full snapshot: every accepted row replaces the previous snapshot in one Delta commit
+(``bronze.customers`` / ``bronze.terminals``), rows without an id or with a repeated id are
+quarantined in ``quarantine.reference`` with a reason, and ``ops.ingestion_log`` records
+read = accepted + quarantined. A snapshot whose checksum was already ingested is skipped.
+
+Columns stay strings in bronze (typing is staging's job in dbt); a column the contract knows but the
+file lacks is null, and extra columns are kept in ``extra_fields``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import sys
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+
+import pandas as pd
+
+from jobs.config import Settings, get_settings
+from jobs.platform import opslog
+from jobs.platform.logs import setup_logging
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ReferenceSpec:
+    name: str
+    key: str
+    columns: tuple[str, ...]  # besides the key
+
+    @property
+    def table(self) -> str:
+        return f"bronze.{self.name}"
+
+
+REFERENCES = {
+    "customers": ReferenceSpec("customers", "customer_id", ("x_location", "y_location", "region", "segment")),
+    "terminals": ReferenceSpec(
+        "terminals", "terminal_id", ("x_location", "y_location", "region", "merchant_category", "first_active_date")
+    ),
+}
+
+QUARANTINE_TABLE = "quarantine.reference"
+
+
+def _bronze_ddl(spec: ReferenceSpec) -> str:
+    cols = ",\n".join(f"{c} STRING" for c in spec.columns)
+    return f"""{spec.key} STRING NOT NULL, {cols}, extra_fields MAP<STRING, STRING>,
+        source_file STRING NOT NULL, file_checksum STRING NOT NULL, snapshot_date DATE NOT NULL,
+        line_number INT NOT NULL, ingested_at TIMESTAMP NOT NULL, run_id STRING NOT NULL"""
+
+
+QUARANTINE_DDL = """reference STRING NOT NULL, raw_values MAP<STRING, STRING>, reasons ARRAY<STRING> NOT NULL,
+    source_file STRING NOT NULL, file_checksum STRING NOT NULL, snapshot_date DATE NOT NULL,
+    line_number INT NOT NULL, ingested_at TIMESTAMP NOT NULL, run_id STRING NOT NULL"""
+
+
+def _ensure(spark, table: str, ddl: str, partition: str | None = None) -> None:
+    if not spark.catalog.tableExists(table):
+        part = f" PARTITIONED BY ({partition})" if partition else ""
+        spark.sql(f"CREATE TABLE IF NOT EXISTS {table} ({ddl}) USING DELTA{part}")
+
+
+def split_reference(frame: pd.DataFrame, spec: ReferenceSpec) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Accepted rows and quarantined rows (with ``reasons``) of a reference snapshot."""
+    keys = frame[spec.key].fillna("").str.strip()
+    reasons = pd.Series([[] for _ in range(len(frame))], index=frame.index, dtype=object)
+    missing = keys == ""
+    duplicate = keys.duplicated(keep="first") & ~missing
+    for mask, reason in ((missing, f"{spec.key} is missing"), (duplicate, f"duplicate {spec.key} in file")):
+        for i in frame.index[mask]:
+            reasons.at[i] = [*reasons.at[i], reason]
+    bad = reasons.map(bool)
+    good = frame.loc[~bad].copy()
+    good[spec.key] = keys[~bad]
+    quarantined = frame.loc[bad].copy()
+    quarantined["reasons"] = reasons[bad]
+    return good, quarantined
+
+
+def ingest_reference(name: str, day: date, settings: Settings | None = None, run_id: str | None = None) -> dict:
+    """Replace ``bronze.<name>`` with the landing snapshot if it is new; return a summary dict."""
+    settings = settings or get_settings()
+    spec = REFERENCES[name]
+    path = settings.storage.landing_dir / f"{name}.csv"
+    run_id = run_id or f"manual__{uuid.uuid4().hex[:12]}"
+
+    from jobs.platform.lakehouse import replace_where
+    from jobs.platform.spark import get_spark
+
+    spark = get_spark(settings, app_name=f"reference-{name}")
+    # The tables exist (maybe empty) even without a file, so dbt's sources always resolve.
+    _ensure(spark, spec.table, _bronze_ddl(spec))
+    _ensure(spark, QUARANTINE_TABLE, QUARANTINE_DDL, partition="reference")
+    if not path.exists():
+        log.info("no %s reference file at %s: nothing to do (reference files are optional)", name, path)
+        return {"reference": name, "status": "absent", "rows_read": 0, "rows_accepted": 0, "rows_quarantined": 0}
+    raw = path.read_bytes()
+    checksum = hashlib.sha256(raw).hexdigest()
+    last = opslog.latest_attempt(spark, name)
+    if opslog.succeeded_with(last, checksum):
+        log.info("%s snapshot %s already ingested: skipped", name, checksum[:12])
+        return {
+            "reference": name,
+            "status": "skipped",
+            "rows_read": last["rows_read"],
+            "rows_accepted": last["rows_accepted"],
+            "rows_quarantined": last["rows_quarantined"],
+        }
+
+    started = datetime.now(UTC)
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False, skip_blank_lines=False).replace({"": None})
+    if spec.key not in frame.columns:
+        raise ValueError(f"{path}: header lacks the key column {spec.key!r} (got {list(frame.columns)})")
+    frame["line_number"] = range(2, len(frame) + 2)
+    good, bad = split_reference(frame, spec)
+    extra = [c for c in frame.columns if c not in (spec.key, *spec.columns, "line_number")]
+    lineage = {
+        "source_file": str(path),
+        "file_checksum": checksum,
+        "snapshot_date": day,
+        "ingested_at": started,
+        "run_id": run_id,
+    }
+
+    def as_records(rows: pd.DataFrame) -> list[dict]:
+        out = []
+        for rec in rows.to_dict("records"):
+            out.append({**rec, "extra_fields": {c: rec[c] for c in extra if rec.get(c) is not None} or None})
+        return out
+
+    bronze_schema = spark.table(spec.table).schema
+    good_rows = [tuple({**r, **lineage}.get(f.name) for f in bronze_schema.fields) for r in as_records(good)]
+    spark.createDataFrame(good_rows, bronze_schema).write.format("delta").mode("overwrite").saveAsTable(spec.table)
+
+    q_schema = spark.table(QUARANTINE_TABLE).schema
+    q_rows = [
+        (
+            name,
+            {k: v for k, v in r.items() if k not in ("reasons", "line_number") and v is not None},
+            list(r["reasons"]),
+            str(path),
+            checksum,
+            day,
+            int(r["line_number"]),
+            started,
+            run_id,
+        )
+        for r in bad.to_dict("records")
+    ]
+    replace_where(spark, spark.createDataFrame(q_rows, q_schema), QUARANTINE_TABLE, f"reference = '{name}'")
+    read, accepted, quarantined = len(frame), len(good), len(bad)
+    assert read == accepted + quarantined, "reference rows do not reconcile"
+    opslog.append(
+        spark,
+        {
+            "source": name,
+            "batch_date": day,
+            "source_file": str(path),
+            "file_checksum": checksum,
+            "status": opslog.SUCCEEDED,
+            "rows_read": read,
+            "rows_accepted": accepted,
+            "rows_quarantined": quarantined,
+            "run_id": run_id,
+            "started_at": started,
+            "finished_at": datetime.now(UTC),
+        },
+    )
+    summary = {
+        "reference": name,
+        "status": "succeeded",
+        "rows_read": read,
+        "rows_accepted": accepted,
+        "rows_quarantined": quarantined,
+    }
+    log.info("reference snapshot: %s", summary)
+    return summary
+
+
+def ingest_references(day: date | str, run_id: str | None = None, settings: Settings | None = None) -> dict:
+    """Ingest every reference snapshot that is present (Airflow entry point)."""
+    day = date.fromisoformat(day) if isinstance(day, str) else day
+    return {name: ingest_reference(name, day, settings=settings, run_id=run_id) for name in REFERENCES}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m jobs.data.reference", description="Ingest the reference snapshots."
+    )
+    parser.add_argument("--date", type=date.fromisoformat, default=date.today(), help="snapshot date (default today)")
+    args = parser.parse_args(argv)
+    setup_logging()
+    print(json.dumps(ingest_references(args.date), default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

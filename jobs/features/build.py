@@ -1,0 +1,276 @@
+"""Point-in-time features for one day's transactions, and the online state serving needs.
+
+``python -m jobs.features.build --date YYYY-MM-DD`` (or :func:`build_features`) reads
+``marts.fct_transactions``, computes every feature of :mod:`jobs.features.registry` for the
+transactions delivered that day (``batch_date``) from the history before them, and replaces that
+day's partition of ``features.transaction_features`` (idempotent per date; a backfill of an old date
+rewrites that date only). It also writes the day's online state (``features.customer_state``,
+``features.terminal_state``): the recent events per entity, from which
+:func:`jobs.features.online.online_features` computes the same values for a new transaction.
+
+Windows are ranges over the transaction time in microseconds, so "(t - N days, t]" is exact; the
+terminal risk counts a fraud only if its report time is at or before t (labels known by then).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from datetime import UTC, date, datetime, timedelta
+
+from jobs.config import Settings, get_settings
+from jobs.features.registry import (
+    CUSTOMER_WINDOWS,
+    FEATURE_NAMES,
+    FEATURE_SET_VERSION,
+    FEATURES,
+    NIGHT_LAST_HOUR,
+    TERMINAL_WINDOWS,
+)
+from jobs.platform.lakehouse import replace_where
+from jobs.platform.logs import setup_logging
+
+log = logging.getLogger(__name__)
+
+SOURCE_TABLE = "marts.fct_transactions"
+FEATURES_TABLE = "features.transaction_features"
+CUSTOMER_STATE_TABLE = "features.customer_state"
+TERMINAL_STATE_TABLE = "features.terminal_state"
+STATE_RETENTION_DAYS = 7
+DAY_US = 86_400 * 1_000_000
+KEY_COLUMNS = ("transaction_id", "tx_datetime", "customer_id", "terminal_id", "batch_date")
+SPARK_TYPES = {"int": "int", "double": "double"}
+
+
+def compute_features(history, delay_days: int):
+    """Features of the rows of ``history`` flagged ``is_target``, from all rows of ``history``.
+
+    ``history`` columns: transaction_id (unique), tx_datetime, customer_id, terminal_id, tx_amount,
+    reported_at (null = no report), batch_date, is_target. It must hold every transaction in the
+    windows of the targets (the job loads (first target - (30 + D) days, last target]).
+    """
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    h = history.withColumn("_ts", F.unix_micros("tx_datetime")).withColumn(
+        "_cents", F.round(F.col("tx_amount") * 100).cast("long")
+    )
+    by_customer = Window.partitionBy("customer_id").orderBy("_ts")
+    by_terminal = Window.partitionBy("terminal_id").orderBy("_ts")
+    cols = {
+        "tx_amount": F.col("tx_amount"),
+        "tx_during_weekend": F.when(F.dayofweek("tx_datetime").isin(1, 7), 1).otherwise(0),
+        "tx_during_night": F.when(F.hour("tx_datetime") <= NIGHT_LAST_HOUR, 1).otherwise(0),
+    }
+    for n in CUSTOMER_WINDOWS:
+        w = by_customer.rangeBetween(-(n * DAY_US - 1), 0)
+        cols[f"customer_nb_tx_{n}d"] = F.count(F.lit(1)).over(w)
+        cols[f"customer_avg_amount_{n}d"] = (F.sum("_cents").over(w) / F.count(F.lit(1)).over(w)) / F.lit(100.0)
+    for n in TERMINAL_WINDOWS:
+        w = by_terminal.rangeBetween(-((n + delay_days) * DAY_US - 1), -delay_days * DAY_US)
+        cols[f"terminal_nb_tx_{n}d"] = F.count(F.lit(1)).over(w)
+    windowed = h.select("*", *[c.alias(name) for name, c in cols.items() if name != "tx_amount"]).where("is_target")
+    avg30 = F.col("customer_avg_amount_30d")
+    windowed = windowed.withColumn(
+        "customer_amount_ratio_30d", F.when(avg30 != 0, F.col("tx_amount") / avg30).otherwise(F.lit(1.0))
+    )
+
+    # Frauds known at t among the terminal's window: a range condition on two times, so a join
+    # against the (few) reported transactions rather than a window.
+    widest = max(TERMINAL_WINDOWS) + delay_days
+    frauds = h.where(F.col("reported_at").isNotNull()).select(
+        F.col("terminal_id").alias("_f_terminal"),
+        F.col("_ts").alias("_f_ts"),
+        F.unix_micros("reported_at").alias("_f_rep"),
+    )
+    targets = windowed.select("transaction_id", "terminal_id", "_ts")
+    joined = targets.join(
+        frauds,
+        (targets.terminal_id == frauds._f_terminal)
+        & (frauds._f_ts > targets._ts - widest * DAY_US)
+        & (frauds._f_ts <= targets._ts - delay_days * DAY_US)
+        & (frauds._f_rep <= targets._ts),
+        "left",
+    )
+    known = joined.groupBy("transaction_id").agg(
+        *[
+            F.sum(F.when(F.col("_f_ts") > F.col("_ts") - (n + delay_days) * DAY_US, 1).otherwise(0)).alias(
+                f"_known_{n}d"
+            )
+            for n in TERMINAL_WINDOWS
+        ]
+    )
+    out = windowed.join(known, "transaction_id", "left")
+    for n in TERMINAL_WINDOWS:
+        nb, k = F.col(f"terminal_nb_tx_{n}d"), F.coalesce(F.col(f"_known_{n}d"), F.lit(0))
+        out = out.withColumn(f"terminal_risk_{n}d", F.when(nb > 0, k / nb).otherwise(F.lit(0.0)))
+    typed = [F.col(f.name).cast(SPARK_TYPES[f.dtype]).alias(f.name) for f in FEATURES]
+    return out.select(*KEY_COLUMNS, *typed)
+
+
+def _ensure_tables(spark) -> None:
+    feature_cols = ", ".join(f"{f.name} {SPARK_TYPES[f.dtype].upper()} NOT NULL" for f in FEATURES)
+    spark.sql(
+        f"""CREATE TABLE IF NOT EXISTS {FEATURES_TABLE} (
+            transaction_id STRING NOT NULL, tx_datetime TIMESTAMP NOT NULL, customer_id STRING NOT NULL,
+            terminal_id STRING NOT NULL, batch_date DATE NOT NULL, {feature_cols},
+            feature_set_version STRING NOT NULL, computed_at TIMESTAMP NOT NULL
+        ) USING DELTA PARTITIONED BY (batch_date)
+        COMMENT 'Point-in-time features per transaction (jobs.features); one partition per delivery day'"""
+    )
+    spark.sql(
+        f"""CREATE TABLE IF NOT EXISTS {CUSTOMER_STATE_TABLE} (
+            customer_id STRING NOT NULL,
+            events ARRAY<STRUCT<tx_datetime: TIMESTAMP, tx_amount: DOUBLE>> NOT NULL,
+            state_date DATE NOT NULL, feature_set_version STRING NOT NULL
+        ) USING DELTA PARTITIONED BY (state_date)
+        COMMENT 'Per customer: transactions of the last 30 days as of the end of state_date (serving)'"""
+    )
+    spark.sql(
+        f"""CREATE TABLE IF NOT EXISTS {TERMINAL_STATE_TABLE} (
+            terminal_id STRING NOT NULL,
+            events ARRAY<STRUCT<tx_datetime: TIMESTAMP, reported_at: TIMESTAMP>> NOT NULL,
+            state_date DATE NOT NULL, feature_set_version STRING NOT NULL
+        ) USING DELTA PARTITIONED BY (state_date)
+        COMMENT 'Per terminal: transactions of the last 30 + D days with reports known by the end of state_date (serving)'"""
+    )
+
+
+def _history_for(spark, first: date, last: date, delay_days: int):
+    """The rows delivered ``first``..``last`` flagged as targets, plus every transaction their windows reach."""
+    from pyspark.sql import functions as F
+
+    fct = spark.table(SOURCE_TABLE)
+    in_range = F.col("batch_date").between(F.lit(first), F.lit(last))
+    bounds = (
+        fct.where(in_range)
+        .agg(F.min("tx_datetime").alias("lo"), F.max("tx_datetime").alias("hi"), F.count(F.lit(1)).alias("n"))
+        .collect()[0]
+    )
+    if not bounds["n"]:
+        return None, 0
+    lo = bounds["lo"] - timedelta(days=max(max(CUSTOMER_WINDOWS), max(TERMINAL_WINDOWS) + delay_days))
+    history = fct.where((F.col("tx_datetime") > F.lit(lo)) & (F.col("tx_datetime") <= F.lit(bounds["hi"]))).select(
+        "transaction_id",
+        "tx_datetime",
+        "customer_id",
+        "terminal_id",
+        "tx_amount",
+        "reported_at",
+        "batch_date",
+        in_range.alias("is_target"),
+    )
+    return history, bounds["n"]
+
+
+def _write_state(spark, day: date, delay_days: int) -> dict[str, int]:
+    from pyspark.sql import functions as F
+
+    end = datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(days=1)
+    fct = spark.table(SOURCE_TABLE).where(F.col("tx_datetime") < F.lit(end))
+    customer = (
+        fct.where(F.col("tx_datetime") >= F.lit(end - timedelta(days=max(CUSTOMER_WINDOWS))))
+        .groupBy("customer_id")
+        .agg(F.sort_array(F.collect_list(F.struct("tx_datetime", "tx_amount"))).alias("events"))
+    )
+    terminal = (
+        fct.where(F.col("tx_datetime") >= F.lit(end - timedelta(days=max(TERMINAL_WINDOWS) + delay_days)))
+        .select(
+            "terminal_id",
+            "tx_datetime",
+            F.when(F.col("reported_at") < F.lit(end), F.col("reported_at")).alias("reported_at"),
+        )
+        .groupBy("terminal_id")
+        .agg(F.sort_array(F.collect_list(F.struct("tx_datetime", "reported_at"))).alias("events"))
+    )
+    counts = {}
+    for table, frame in ((CUSTOMER_STATE_TABLE, customer), (TERMINAL_STATE_TABLE, terminal)):
+        frame = frame.withColumn("state_date", F.lit(day)).withColumn("feature_set_version", F.lit(FEATURE_SET_VERSION))
+        frame = frame.select(*spark.table(table).columns)
+        replace_where(spark, frame, table, f"state_date = '{day}'")
+        latest = spark.table(table).agg(F.max("state_date")).collect()[0][0]
+        if day >= latest:  # prune when writing the newest state; a backfill of an old day prunes nothing
+            spark.sql(f"DELETE FROM {table} WHERE state_date < DATE'{day - timedelta(days=STATE_RETENTION_DAYS)}'")
+        counts[table] = spark.table(table).where(F.col("state_date") == F.lit(day)).count()
+    return counts
+
+
+def build_features(
+    day: date | str, settings: Settings | None = None, write_state: bool = True, through: date | str | None = None
+) -> dict:
+    """Compute and store the features of ``day``'s transactions; return a summary (fit for XCom).
+
+    With ``through``, every batch date from ``day`` to ``through`` is computed in one Spark job and
+    their partitions replaced in one commit (a backfill); the state is then written for ``through``.
+    """
+    from pyspark.sql import functions as F
+
+    from jobs.platform.lakehouse import table_version
+    from jobs.platform.spark import get_spark
+
+    first = date.fromisoformat(day) if isinstance(day, str) else day
+    last = first if through is None else (date.fromisoformat(through) if isinstance(through, str) else through)
+    if last < first:
+        raise ValueError(f"--through {last} is before --date {first}")
+    settings = settings or get_settings()
+    t0 = time.perf_counter()
+    spark = get_spark(settings, app_name="features")
+    _ensure_tables(spark)
+    delay = settings.features.label_delay_days
+    history, n_targets = _history_for(spark, first, last, delay)
+    span = str(first) if first == last else f"{first}..{last}"
+    if history is None:
+        raise ValueError(f"no transactions with batch_date {span} in {SOURCE_TABLE}: run ingestion and dbt first")
+    features = compute_features(history, delay).withColumns(
+        {"feature_set_version": F.lit(FEATURE_SET_VERSION), "computed_at": F.lit(datetime.now(UTC))}
+    )
+    columns = spark.table(FEATURES_TABLE).columns
+    features = features.select(*columns).cache()
+    try:
+        written = features.count()
+        if written != n_targets:
+            raise RuntimeError(f"features for {span}: computed {written} rows for {n_targets} transactions")
+        replace_where(
+            spark, features, FEATURES_TABLE, f"batch_date >= '{first}' AND batch_date <= '{last}'"
+        )  # BETWEEN trips Spark 4.2's analyzer here
+    finally:
+        features.unpersist()
+    summary = {
+        "batch_date": span,
+        "rows": written,
+        "feature_set_version": FEATURE_SET_VERSION,
+        "features": len(FEATURE_NAMES),
+        "table_version": table_version(spark, FEATURES_TABLE),
+    }
+    if write_state:
+        summary["state_rows"] = _write_state(spark, last, delay)
+    summary["seconds"] = round(time.perf_counter() - t0, 1)
+    log.info("features: %s", summary)
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m jobs.features.build", description="Build one day's (or a range's) features."
+    )
+    parser.add_argument("--date", type=date.fromisoformat, required=True, help="batch date, YYYY-MM-DD")
+    parser.add_argument(
+        "--through", type=date.fromisoformat, help="last batch date of a backfill range (one Spark job)"
+    )
+    parser.add_argument("--no-state", action="store_true", help="skip the online state tables")
+    args = parser.parse_args(argv)
+    setup_logging()
+    try:
+        summary = build_features(args.date, write_state=not args.no_state, through=args.through)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(summary, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,112 @@
+"""The feature registry: every model feature declared once, and the model's input matrix.
+
+Each :class:`Feature` names its entity, window, dtype and meaning. The Spark job
+(:mod:`jobs.features.build`) builds its columns from these declarations, and the serving path calls
+:func:`jobs.features.online.online_features` on the state tables that job writes; both follow the
+same definitions:
+
+* ``customer_*_{N}d``: the customer's transactions with time in (t - N days, t], the current one
+  included (so the count is at least 1). Averages are taken in integer cents, divided once.
+* ``terminal_*_{N}d``: the terminal's transactions with time in (t - (N + D) days, t - D days],
+  D = the label delay. ``terminal_risk`` is the share of them whose fraud report was known at t
+  (``reported_at <= t``); 0 when the window is empty.
+
+Adding a feature: declare it here, implement it in :func:`jobs.features.build.compute_features`
+(Spark) and in :func:`jobs.features.online.online_features` (Python), and extend the reference
+implementation in ``tests/data/test_features.py``; the property-based test then proves all three agree.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+FEATURE_SET_MAJOR = 1
+CUSTOMER_WINDOWS = (1, 7, 30)
+TERMINAL_WINDOWS = (1, 7, 30)
+NIGHT_LAST_HOUR = 6  # tx_during_night: hour <= 6
+
+
+@dataclass(frozen=True)
+class Feature:
+    name: str
+    entity: str  # transaction | customer | terminal
+    window_days: int | None
+    dtype: str  # int | double
+    description: str
+
+
+def _build() -> tuple[Feature, ...]:
+    features = [
+        Feature("tx_amount", "transaction", None, "double", "Transaction amount as delivered."),
+        Feature(
+            "tx_during_weekend", "transaction", None, "int", "1 if the transaction is on a Saturday or Sunday (UTC)."
+        ),
+        Feature(
+            "tx_during_night", "transaction", None, "int", f"1 if the transaction's hour (UTC) is <= {NIGHT_LAST_HOUR}."
+        ),
+    ]
+    for n in CUSTOMER_WINDOWS:
+        features += [
+            Feature(
+                f"customer_nb_tx_{n}d",
+                "customer",
+                n,
+                "int",
+                f"Customer's transactions in (t - {n}d, t], current included.",
+            ),
+            Feature(
+                f"customer_avg_amount_{n}d", "customer", n, "double", f"Customer's mean amount over (t - {n}d, t]."
+            ),
+        ]
+    features.append(
+        Feature(
+            "customer_amount_ratio_30d",
+            "customer",
+            30,
+            "double",
+            "Amount divided by the customer's 30-day mean amount (1 when that mean is 0): a spending spike "
+            "against the card's own habit, which the compromised-card fraud pattern produces.",
+        )
+    )
+    for n in TERMINAL_WINDOWS:
+        features += [
+            Feature(
+                f"terminal_nb_tx_{n}d", "terminal", n, "int", f"Terminal's transactions in (t - ({n}+D)d, t - Dd]."
+            ),
+            Feature(
+                f"terminal_risk_{n}d",
+                "terminal",
+                n,
+                "double",
+                f"Share of the terminal's transactions in (t - ({n}+D)d, t - Dd] with a fraud report known at t; 0 if none.",
+            ),
+        ]
+    return tuple(features)
+
+
+FEATURES: tuple[Feature, ...] = _build()
+FEATURE_NAMES: tuple[str, ...] = tuple(f.name for f in FEATURES)
+BY_NAME = {f.name: f for f in FEATURES}
+
+
+def feature_set_version() -> str:
+    """``v<major>-<hash of the declarations>``: changes whenever a feature is added or redefined."""
+    payload = json.dumps(
+        {"features": [asdict(f) for f in FEATURES], "night": NIGHT_LAST_HOUR, "major": FEATURE_SET_MAJOR},
+        sort_keys=True,
+    )
+    return f"v{FEATURE_SET_MAJOR}-{hashlib.sha256(payload.encode()).hexdigest()[:10]}"
+
+
+FEATURE_SET_VERSION = feature_set_version()
+
+
+def features_matrix(frame: pd.DataFrame) -> pd.DataFrame:
+    """The model's input: every registry feature, in registry order, as float64 (a missing value is representable)."""
+    return frame[list(FEATURE_NAMES)].astype("float64")

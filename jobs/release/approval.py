@@ -1,0 +1,109 @@
+"""Human approval of a promotion, as the ``train_model`` DAG needs it: one call per task.
+
+After the gate, :func:`next_step` picks the branch (rejected, auto-approved, or a person asked
+through Airflow's ``ApprovalOperator``). :func:`promote_approved` promotes on an Approve;
+:func:`record_outcome` writes down what became of the challenger whatever happened, a person's
+Reject or the timeout default included (tagged on the version so it can never be promoted later),
+and "failed before the gate" when the run never got that far.
+
+The approval answer is the ``ApprovalOperator``'s XCom (``chosen_options``, ``responded_by_user``,
+``responded_at``); :class:`Answer` reads it, so the DAG never parses it itself.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from jobs.config import Settings, get_settings
+from jobs.release.decisions import (
+    AUTO_APPROVER,
+    DEFAULT_ON_TIMEOUT,
+    TIMEOUT_DEFAULT_BY,
+    ApprovalOption,
+    GateDecision,
+    NextStep,
+    Outcome,
+)
+from jobs.release.registry import promote, record_rejection
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One answer to the approval request: the option chosen, by whom, when."""
+
+    option: ApprovalOption
+    by: str
+    at: str
+
+    @property
+    def approved(self) -> bool:
+        return self.option is ApprovalOption.APPROVE
+
+    @classmethod
+    def from_xcom(cls, value: dict | None) -> Answer | None:
+        """Read the approval task's XCom (None when the task did not answer: skipped or failed)."""
+        if not value or not value.get("chosen_options"):
+            return None
+        (chosen,) = value["chosen_options"]
+        user = value.get("responded_by_user") or {}
+        by = user.get("name") or user.get("id") or TIMEOUT_DEFAULT_BY  # no user: the timeout default applied
+        return cls(ApprovalOption(chosen), str(by), str(value.get("responded_at") or ""))
+
+
+def next_step(gate_result: dict, settings: Settings | None = None) -> NextStep:
+    """After the gate: rejected, approved automatically (demo and tests), or ask a person."""
+    settings = settings or get_settings()
+    if GateDecision(gate_result["gate"]) is not GateDecision.PASSED:
+        return NextStep.REJECTED
+    return NextStep.AUTO_APPROVE if settings.gate.auto_approve else NextStep.ASK_A_PERSON
+
+
+def auto_approval() -> dict:
+    """The answer ``PIPELINE_AUTO_APPROVE=true`` gives, shaped like the ApprovalOperator's."""
+    return {
+        "responded_by_user": {"id": "auto-approve", "name": AUTO_APPROVER},
+        "responded_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "chosen_options": [ApprovalOption.APPROVE.value],
+    }
+
+
+def promote_approved(gate_result: dict, answer: dict | None, settings: Settings | None = None) -> dict | None:
+    """Promote the challenger if the answer is Approve; None (nothing promoted) otherwise."""
+    parsed = Answer.from_xcom(answer)
+    if parsed is None or not parsed.approved:
+        log.info(
+            "challenger v%s not promoted: %s",
+            gate_result["version"],
+            "no answer" if parsed is None else f"{parsed.option} by {parsed.by}",
+        )
+        return None
+    return promote(gate_result["version"], approver=parsed.by, approved_at=parsed.at, settings=settings)
+
+
+def record_outcome(
+    gate_result: dict | None, promoted: dict | None, answer: dict | None, settings: Settings | None = None
+) -> dict:
+    """What became of the challenger: promoted, rejected by the gate or by a person, or failed before the gate."""
+    if gate_result is None:
+        log.warning("the run failed before the gate: no challenger was gated, nothing to record on a version")
+        return {"outcome": Outcome.FAILED_BEFORE_GATE.value}
+    version = gate_result["version"]
+    if promoted:
+        return {"outcome": Outcome.PROMOTED.value, **promoted}
+    if GateDecision(gate_result["gate"]) is not GateDecision.PASSED:
+        return {"outcome": Outcome.REJECTED_BY_GATE.value, "version": version, "reasons": gate_result["gate_reasons"]}
+    parsed = Answer.from_xcom(answer)
+    if parsed is not None and parsed.option is ApprovalOption.REJECT:
+        return {
+            "outcome": Outcome.REJECTED_BY_APPROVER.value,
+            **record_rejection(version, parsed.by, parsed.at, settings),
+        }
+    log.warning("challenger v%s passed the gate but was not promoted (answer: %s)", version, parsed)
+    return {"outcome": Outcome.FAILED_AFTER_GATE.value, "version": version}
+
+
+__all__ = ["Answer", "DEFAULT_ON_TIMEOUT", "auto_approval", "next_step", "promote_approved", "record_outcome"]

@@ -1,0 +1,127 @@
+"""The model card: what a version is, how it was trained and tested, where it must not be used.
+
+Written by the gate for every challenger (Markdown and HTML, logged to its MLflow run under
+``model_card/``), from the evaluation report, the gate's decision and the run's lineage tags.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+from jobs.config import Settings
+from jobs.platform.tracking import Tag, mlflow_client
+
+TRAINED_AT = "trained_at"
+
+
+def model_card_markdown(
+    ctx: dict, report: dict, decision: dict, champion: dict | None, settings: Settings, tags: dict
+) -> str:
+    o, b = report["overall"], report.get("baseline", {})
+    f = lambda v, n=4: "n/a" if v is None else f"{v:.{n}f}"
+    rows = [
+        f"| this model (v{ctx['version']}) | {f(o['auc'])} | {f(o['average_precision'])} | {f(o['card_precision_at_k'], 3)} |",
+        f"| logistic-regression baseline | {f(b.get('auc'))} | {f(b.get('average_precision'))} | {f(b.get('card_precision_at_k'), 3)} |",
+    ]
+    if champion:
+        c = champion["overall"]
+        rows.append(
+            f"| champion v{decision['champion_version']} (same rows) | {f(c['auc'])} | {f(c['average_precision'])} | {f(c['card_precision_at_k'], 3)} |"
+        )
+    slices = "\n".join(
+        f"| {s['slice']} | {s['value']} | {s['support']} | {s['frauds']} | {f(s['auc'], 3)} | {f(s['average_precision'], 3)} | {'**flagged**' if s['flagged'] else ''} |"
+        for s in report["slices"]
+    )
+    robust = "\n".join(
+        f"| {t['name']} | {t['kind']} | {t['description']} | {f(t['value'])} | {'pass' if t['passed'] else '**fail**'} |"
+        for t in report["robustness"]
+    )
+    versions = "\n".join(
+        f"- `{k.removeprefix(Tag.DELTA_VERSION_PREFIX)}` @ Delta version {v}"
+        for k, v in sorted(tags.items())
+        if k.startswith(Tag.DELTA_VERSION_PREFIX)
+    )
+    cost = report["cost"]
+    return f"""# Model card: {settings.mlflow.model_name} version {ctx["version"]}
+
+## Model details
+- **Owner:** {settings.mlflow.model_owner}
+- **Type:** LightGBM gradient-boosted trees, binary objective; output = fraud score in [0, 1] per transaction.
+- **Trained:** {tags.get(TRAINED_AT, "n/a")} in MLflow run `{ctx["parent_run_id"]}`; git commit `{tags.get(Tag.GIT_COMMIT)}`; config hash `{tags.get(Tag.CONFIG_HASH)}`.
+- **Hyperparameters:** {json.dumps(ctx.get("best_config", {}), sort_keys=True)}, {ctx.get("best_rounds")} boosting rounds (Ray Tune, {ctx.get("n_trials")} trials, ASHA).
+- **Gate decision:** **{decision["decision"]}** ({decision["checked_at"]}); {"; ".join(decision["reasons"])}.
+
+## Intended use
+Rank card transactions by fraud risk so analysts review the most suspicious cards first (about
+{report["overall"]["k"]} cards a day), and score transactions online through the serving API. A score is an input
+to a human or rules decision, not a decision on its own.
+
+**Out of scope:** declining transactions automatically without review; credit or identity decisions;
+populations or merchants unlike the training data (other countries, card-not-present channels not in the data).
+
+## Data and lineage
+- Training window {tags.get(Tag.WINDOW_TRAIN)}, gap {tags.get(Tag.WINDOW_GAP_DAYS)} days, test window {tags.get(Tag.WINDOW_TEST)};
+  labels known at {tags.get(Tag.WINDOW_CUTOFF)} for training, at {tags.get(Tag.WINDOW_LABEL_AS_OF)} for the test.
+- Tuning folds: {tags.get(Tag.WINDOW_FOLDS)}.
+- Feature-set version `{tags.get(Tag.FEATURE_SET_VERSION)}`; dbt manifest hash `{tags.get(Tag.DBT_MANIFEST_HASH)}`; training-set hash `{tags.get(Tag.FRAME_HASH)}`.
+{versions}
+
+## Metrics on the test window ({report["rows"]} transactions, {report["frauds"]} frauds)
+| model | AUC | average precision | Card Precision@{o["k"]} |
+|---|---|---|---|
+{chr(10).join(rows)}
+
+Calibration: Brier score {f(report["calibration"]["brier"], 5)} (base rate {f(report["calibration"]["base_rate"], 5)}).
+Cost view ({cost["alerts"]} alerts at {cost["review_cost_per_alert"]} each): fraud amount caught {cost["fraud_amount_caught"]} of {cost["fraud_amount"]},
+review cost {cost["review_cost"]}, net {cost["net_savings"]}.
+Average-precision trend over the test days: {report["temporal"]["average_precision_trend_per_day"]} per day.
+
+## Metrics by slice
+A slice is flagged when its AUC is more than {settings.gate.slice_margin} below the overall AUC and it has enough frauds to say so.
+
+| slice | value | support | frauds | AUC | AP | |
+|---|---|---|---|---|---|---|
+{slices}
+
+## Robustness
+| test | kind | what | value | result |
+|---|---|---|---|---|
+{robust}
+
+## Limitations
+- Trained and evaluated on simulated transactions (the handbook's simulator); real fraud patterns differ and drift.
+- Labels arrive with a delay; the most recent {settings.data.label_maturity_days} days are not in any evaluation.
+- Cards already known to be compromised are left out of the test set (they are blocked in practice).
+- Scores are not calibrated probabilities under class-weighting; use rankings, or recalibrate before reading them as probabilities.
+
+## Ethical considerations
+- The features describe spending behaviour and terminals, not protected attributes; segment and region are used
+  only to check that no group is served worse (slices above), but behaviour can still proxy for them.
+- False positives cost customers declined or delayed payments: keep a human in the loop and monitor alert rates by slice.
+- Customer and terminal ids are pseudonymous; do not join the scores with personal data outside the fraud process.
+"""
+
+
+def write_model_card(
+    ctx: dict, report: dict, decision: dict, champion: dict | None, settings: Settings
+) -> tuple[Path, Path]:
+    import markdown
+
+    run = mlflow_client(settings).get_run(ctx["parent_run_id"])
+    trained_at = datetime.fromtimestamp(run.info.start_time / 1000, UTC).isoformat(timespec="seconds")
+    tags = {**run.data.tags, TRAINED_AT: trained_at}
+    md = model_card_markdown(ctx, report, decision, champion, settings, tags)
+    out = Path(ctx["run_dir"], "model_card")
+    out.mkdir(parents=True, exist_ok=True)
+    md_path, html_path = out / "model_card.md", out / "model_card.html"
+    md_path.write_text(md)
+    body = markdown.markdown(md, extensions=["tables"])
+    html_path.write_text(
+        "<html><head><meta charset='utf-8'><title>Model card</title><style>body{font-family:sans-serif;margin:2em;max-width:60em}"
+        "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px}</style></head><body>"
+        + body
+        + "</body></html>"
+    )
+    return md_path, html_path
