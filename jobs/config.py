@@ -129,6 +129,12 @@ class DataSettings:
     max_tx_amount: float = setting(
         "PIPELINE_MAX_TX_AMOUNT", "50000", "amounts above this are quarantined as absurd", minimum=0
     )
+    validation_workers: int = setting(
+        "PIPELINE_VALIDATION_WORKERS",
+        "0",
+        "processes validating a large landing file side by side (0 = one per core; 1 = in the ingesting process)",
+        minimum=0,
+    )
 
 
 @dataclass(frozen=True)

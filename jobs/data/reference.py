@@ -23,9 +23,10 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
 import pandas as pd
+import pyarrow as pa
 
 from jobs.config import Settings, get_settings
-from jobs.platform import opslog
+from jobs.platform import delta, opslog
 from jobs.platform.logs import setup_logging
 
 log = logging.getLogger(__name__)
@@ -50,24 +51,34 @@ REFERENCES = {
 }
 
 QUARANTINE_TABLE = "quarantine.reference"
+_TS = pa.timestamp("us", tz="UTC")
+_MAP = pa.map_(pa.string(), pa.string())
+_LINEAGE = [
+    pa.field("source_file", pa.string(), nullable=False),
+    pa.field("file_checksum", pa.string(), nullable=False),
+    pa.field("snapshot_date", pa.date32(), nullable=False),
+    pa.field("line_number", pa.int32(), nullable=False),
+    pa.field("ingested_at", _TS, nullable=False),
+    pa.field("run_id", pa.string(), nullable=False),
+]
+QUARANTINE = delta.TableSpec(
+    QUARANTINE_TABLE,
+    pa.schema(
+        [
+            pa.field("reference", pa.string(), nullable=False),
+            pa.field("raw_values", _MAP),
+            pa.field("reasons", pa.list_(pa.string()), nullable=False),
+            *_LINEAGE,
+        ]
+    ),
+    ("reference",),
+)
 
 
-def _bronze_ddl(spec: ReferenceSpec) -> str:
-    cols = ",\n".join(f"{c} STRING" for c in spec.columns)
-    return f"""{spec.key} STRING NOT NULL, {cols}, extra_fields MAP<STRING, STRING>,
-        source_file STRING NOT NULL, file_checksum STRING NOT NULL, snapshot_date DATE NOT NULL,
-        line_number INT NOT NULL, ingested_at TIMESTAMP NOT NULL, run_id STRING NOT NULL"""
-
-
-QUARANTINE_DDL = """reference STRING NOT NULL, raw_values MAP<STRING, STRING>, reasons ARRAY<STRING> NOT NULL,
-    source_file STRING NOT NULL, file_checksum STRING NOT NULL, snapshot_date DATE NOT NULL,
-    line_number INT NOT NULL, ingested_at TIMESTAMP NOT NULL, run_id STRING NOT NULL"""
-
-
-def _ensure(spark, table: str, ddl: str, partition: str | None = None) -> None:
-    if not spark.catalog.tableExists(table):
-        part = f" PARTITIONED BY ({partition})" if partition else ""
-        spark.sql(f"CREATE TABLE IF NOT EXISTS {table} ({ddl}) USING DELTA{part}")
+def bronze_spec(spec: ReferenceSpec) -> delta.TableSpec:
+    """Strings in bronze (typing is staging's job in dbt), extra columns in ``extra_fields``, lineage."""
+    fields = [pa.field(spec.key, pa.string(), nullable=False), *(pa.field(c, pa.string()) for c in spec.columns)]
+    return delta.TableSpec(spec.table, pa.schema([*fields, pa.field("extra_fields", _MAP), *_LINEAGE]))
 
 
 def split_reference(frame: pd.DataFrame, spec: ReferenceSpec) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -94,27 +105,23 @@ def ingest_reference(name: str, day: date, settings: Settings | None = None, run
     path = settings.storage.landing_dir / f"{name}.csv"
     run_id = run_id or f"manual__{uuid.uuid4().hex[:12]}"
 
-    from jobs.platform.lakehouse import replace_where
-    from jobs.platform.spark import get_spark
-
-    spark = get_spark(settings, app_name=f"reference-{name}")
     # The tables exist (maybe empty) even without a file, so dbt's sources always resolve.
-    _ensure(spark, spec.table, _bronze_ddl(spec))
-    _ensure(spark, QUARANTINE_TABLE, QUARANTINE_DDL, partition="reference")
+    delta.ensure(settings, bronze_spec(spec))
+    delta.ensure(settings, QUARANTINE)
     if not path.exists():
         log.info("no %s reference file at %s: nothing to do (reference files are optional)", name, path)
         return {"reference": name, "status": "absent", "rows_read": 0, "rows_accepted": 0, "rows_quarantined": 0}
     raw = path.read_bytes()
     checksum = hashlib.sha256(raw).hexdigest()
-    last = opslog.latest_attempt(spark, name)
+    last = opslog.latest_attempt(settings, name)
     if opslog.succeeded_with(last, checksum):
         log.info("%s snapshot %s already ingested: skipped", name, checksum[:12])
         return {
             "reference": name,
             "status": "skipped",
-            "rows_read": last["rows_read"],
-            "rows_accepted": last["rows_accepted"],
-            "rows_quarantined": last["rows_quarantined"],
+            "rows_read": int(last["rows_read"]),
+            "rows_accepted": int(last["rows_accepted"]),
+            "rows_quarantined": int(last["rows_quarantined"]),
         }
 
     started = datetime.now(UTC)
@@ -124,57 +131,58 @@ def ingest_reference(name: str, day: date, settings: Settings | None = None, run
     frame["line_number"] = range(2, len(frame) + 2)
     good, bad = split_reference(frame, spec)
     extra = [c for c in frame.columns if c not in (spec.key, *spec.columns, "line_number")]
-    lineage = {
-        "source_file": str(path),
-        "file_checksum": checksum,
-        "snapshot_date": day,
-        "ingested_at": started,
-        "run_id": run_id,
+
+    def lineage(n: int) -> dict:
+        return {
+            "source_file": [str(path)] * n,
+            "file_checksum": [checksum] * n,
+            "snapshot_date": [day] * n,
+            "ingested_at": [started] * n,
+            "run_id": [run_id] * n,
+        }
+
+    bronze = bronze_spec(spec)
+    rows = {
+        spec.key: good[spec.key].tolist(),
+        **{c: (good[c].tolist() if c in good else [None] * len(good)) for c in spec.columns},
+        "extra_fields": [[(c, r[c]) for c in extra if r.get(c) is not None] or None for r in good.to_dict("records")],
+        "line_number": good["line_number"].astype(int).tolist(),
+        **lineage(len(good)),
     }
-
-    def as_records(rows: pd.DataFrame) -> list[dict]:
-        out = []
-        for rec in rows.to_dict("records"):
-            out.append({**rec, "extra_fields": {c: rec[c] for c in extra if rec.get(c) is not None} or None})
-        return out
-
-    bronze_schema = spark.table(spec.table).schema
-    good_rows = [tuple({**r, **lineage}.get(f.name) for f in bronze_schema.fields) for r in as_records(good)]
-    spark.createDataFrame(good_rows, bronze_schema).write.format("delta").mode("overwrite").saveAsTable(spec.table)
-
-    q_schema = spark.table(QUARANTINE_TABLE).schema
-    q_rows = [
-        (
-            name,
-            {k: v for k, v in r.items() if k not in ("reasons", "line_number") and v is not None},
-            list(r["reasons"]),
-            str(path),
-            checksum,
-            day,
-            int(r["line_number"]),
-            started,
-            run_id,
-        )
-        for r in bad.to_dict("records")
-    ]
-    replace_where(spark, spark.createDataFrame(q_rows, q_schema), QUARANTINE_TABLE, f"reference = '{name}'")
+    # A full snapshot: one commit replaces the previous one.
+    delta.overwrite_where(settings, bronze, pa.table(rows, schema=bronze.schema), None)
+    quarantined_rows = {
+        "reference": [name] * len(bad),
+        "raw_values": [
+            [(k, v) for k, v in r.items() if k not in ("reasons", "line_number") and v is not None]
+            for r in bad.to_dict("records")
+        ],
+        "reasons": [list(r) for r in bad["reasons"]],
+        "line_number": bad["line_number"].astype(int).tolist(),
+        **lineage(len(bad)),
+    }
+    delta.overwrite_where(
+        settings, QUARANTINE, pa.table(quarantined_rows, schema=QUARANTINE.schema), f"reference = '{name}'"
+    )
     read, accepted, quarantined = len(frame), len(good), len(bad)
     assert read == accepted + quarantined, "reference rows do not reconcile"
     opslog.append(
-        spark,
-        {
-            "source": name,
-            "batch_date": day,
-            "source_file": str(path),
-            "file_checksum": checksum,
-            "status": opslog.SUCCEEDED,
-            "rows_read": read,
-            "rows_accepted": accepted,
-            "rows_quarantined": quarantined,
-            "run_id": run_id,
-            "started_at": started,
-            "finished_at": datetime.now(UTC),
-        },
+        settings,
+        [
+            {
+                "source": name,
+                "batch_date": day,
+                "source_file": str(path),
+                "file_checksum": checksum,
+                "status": opslog.SUCCEEDED,
+                "rows_read": read,
+                "rows_accepted": accepted,
+                "rows_quarantined": quarantined,
+                "run_id": run_id,
+                "started_at": started,
+                "finished_at": datetime.now(UTC),
+            }
+        ],
     )
     summary = {
         "reference": name,

@@ -1,64 +1,33 @@
-"""Delta tables of the lakehouse: their schemas, creation, atomic partition writes, versions and counts.
+"""The lakehouse's Delta tables as Spark sees them: catalog registration, atomic partition writes, versions.
 
-Tables live in the Spark catalog (``bronze``, ``quarantine``, ``ops`` schemas) with their data under
-``PIPELINE_DATA_DIR/lakehouse/<schema>/<table>``. They are created on first use, so a fresh
-lakehouse needs no set-up step. ``python -m jobs.platform.lakehouse --table`` prints every table's
-row count and Delta version, and whether ingestion reconciles.
+Every table lives under ``PIPELINE_DATA_DIR/lakehouse/<schema>/<table>``. Ingestion creates and writes
+the ``bronze``, ``quarantine`` and ``ops`` tables without a JVM (:mod:`jobs.platform.delta`);
+:func:`register_path_tables` adds them to the Spark catalog by location the first time a Spark job
+runs (dbt reads them as sources). dbt and the feature job create their own tables through Spark.
+``python -m jobs.platform.lakehouse --table`` prints every table's row count and Delta version, and
+whether ingestion reconciles, without starting a JVM.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import sys
 
-from jobs.platform import opslog
+from jobs.config import Settings, get_settings
+from jobs.platform import delta, opslog
 
-LINEAGE_COLUMNS = """
-    source_file STRING NOT NULL,
-    file_checksum STRING NOT NULL,
-    batch_date DATE NOT NULL,
-    line_number INT NOT NULL,
-    ingested_at TIMESTAMP NOT NULL,
-    run_id STRING NOT NULL
-"""
+log = logging.getLogger(__name__)
 
-TABLES: dict[str, str] = {
-    "bronze.transactions": f"""
-        transaction_id STRING NOT NULL,
-        tx_datetime TIMESTAMP NOT NULL,
-        customer_id STRING NOT NULL,
-        terminal_id STRING NOT NULL,
-        tx_amount DOUBLE NOT NULL,
-        extra_fields MAP<STRING, STRING>,
-        {LINEAGE_COLUMNS}
-    """,
-    "bronze.fraud_reports": f"""
-        transaction_id STRING NOT NULL,
-        reported_at TIMESTAMP NOT NULL,
-        extra_fields MAP<STRING, STRING>,
-        {LINEAGE_COLUMNS}
-    """,
-    "quarantine.transactions": f"""
-        raw_line STRING,
-        raw_values MAP<STRING, STRING>,
-        reasons ARRAY<STRING> NOT NULL,
-        {LINEAGE_COLUMNS}
-    """,
-    "quarantine.fraud_reports": f"""
-        raw_line STRING,
-        raw_values MAP<STRING, STRING>,
-        reasons ARRAY<STRING> NOT NULL,
-        {LINEAGE_COLUMNS}
-    """,
-    opslog.LOG_TABLE: opslog.LOG_DDL,
-}
+PATH_SCHEMAS = ("bronze", "quarantine", "ops")  # the schemas whose tables are written by delta-rs
 
-PARTITIONS = {name: "batch_date" for name in TABLES if not name.startswith("ops.")}
-
-# What `python -m jobs.lakehouse` reports: the tables above plus those written by reference
-# ingestion, dbt and the feature job.
+# What the report shows: ingestion's tables, then those written by dbt and the feature job.
 REPORT_TABLES = [
-    *TABLES,
+    "bronze.transactions",
+    "bronze.fraud_reports",
+    "quarantine.transactions",
+    "quarantine.fraud_reports",
+    opslog.LOG_TABLE,
     "bronze.customers",
     "bronze.terminals",
     "marts.fct_transactions",
@@ -69,11 +38,29 @@ REPORT_TABLES = [
     "features.terminal_state",
 ]
 
+_registered: set[str] = set()
 
-def ensure_table(spark, name: str) -> None:
-    """Create ``name`` as a Delta table if it does not exist yet."""
-    partition = f"PARTITIONED BY ({PARTITIONS[name]})" if name in PARTITIONS else ""
-    spark.sql(f"CREATE TABLE IF NOT EXISTS {name} ({TABLES[name]}) USING DELTA {partition}")
+
+def register_path_tables(spark, settings: Settings | None = None) -> list[str]:
+    """Register in the Spark catalog, by location, the Delta tables delta-rs created; return those added."""
+    settings = settings or get_settings()
+    added = []
+    for schema in PATH_SCHEMAS:
+        root = settings.storage.lakehouse_dir / schema
+        if not root.is_dir():
+            continue
+        for location in sorted(p for p in root.iterdir() if (p / "_delta_log").is_dir()):
+            name = f"{schema}.{location.name}"
+            key = f"{location}"
+            if key in _registered:
+                continue
+            if not spark.catalog.tableExists(name):
+                spark.sql(f"CREATE TABLE IF NOT EXISTS {name} USING DELTA LOCATION '{location}'")
+                added.append(name)
+            _registered.add(key)
+    if added:
+        log.info("registered in the Spark catalog: %s", ", ".join(added))
+    return added
 
 
 def replace_where(spark, frame, table: str, predicate: str) -> None:
@@ -92,11 +79,17 @@ def table_version(spark, name: str) -> int | None:
     return int(spark.sql(f"DESCRIBE HISTORY {name} LIMIT 1").collect()[0]["version"])
 
 
-def table_counts(spark, names: list[str] | None = None) -> dict[str, int | None]:
-    """Row count of each table (None where it does not exist)."""
-    out: dict[str, int | None] = {}
-    for name in names or list(TABLES):
-        out[name] = spark.table(name).count() if spark.catalog.tableExists(name) else None
+def table_report(settings: Settings, names: list[str] | None = None) -> dict[str, dict]:
+    """Row count and Delta version of each table, read from the Delta logs (no JVM); None where missing."""
+    from deltalake import DeltaTable
+
+    out = {}
+    for name in names or REPORT_TABLES:
+        if not delta.exists(settings, name):
+            out[name] = {"rows": None, "version": None}
+            continue
+        table = DeltaTable(str(delta.path(settings, name)))
+        out[name] = {"rows": int(table.count()), "version": table.version()}
     return out
 
 
@@ -105,22 +98,20 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
 
     from jobs.platform.logs import setup_logging
-    from jobs.platform.spark import get_spark
 
     parser = argparse.ArgumentParser(prog="python -m jobs.platform.lakehouse", description=main.__doc__)
     parser.add_argument("--table", action="store_true", help="also print a human-readable table")
     args = parser.parse_args(argv)
     setup_logging("WARNING")
-    spark = get_spark(app_name="lakehouse-report")
-    counts = table_counts(spark, REPORT_TABLES)
-    report = {name: {"rows": rows, "version": table_version(spark, name)} for name, rows in counts.items()}
-    totals = opslog.reconciliation(spark)
+    settings = get_settings()
+    report = table_report(settings)
+    totals = opslog.reconciliation(settings)
     if args.table:
-        print(f"{'table':<28}{'rows':>10}{'version':>9}")
+        print(f"{'table':<31}{'rows':>10}{'version':>9}")
         for name, info in report.items():
             rows = "-" if info["rows"] is None else info["rows"]
             version = "-" if info["version"] is None else info["version"]
-            print(f"{name:<28}{rows:>10}{version:>9}")
+            print(f"{name:<31}{rows:>10}{version:>9}")
         ok = totals["rows_read"] == totals["rows_accepted"] + totals["rows_quarantined"]
         print(
             f"files ingested: {totals['files']}; rows read {totals['rows_read']} = accepted {totals['rows_accepted']}"

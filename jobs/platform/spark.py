@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 
 from jobs.config import CONF_DIR, Settings, get_settings
+from jobs.platform.lakehouse import register_path_tables
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +93,7 @@ def get_spark(settings: Settings | None = None, app_name: str = "fraud-pipeline"
         active.sparkContext.setLogLevel("WARN")
         log.info("SparkSession ready: master=%s lakehouse=%s", settings.spark.master, settings.storage.lakehouse_dir)
     ensure_schemas(active, settings)
+    register_path_tables(active, settings)  # tables ingestion wrote without a JVM, visible to dbt and the jobs
     return active
 
 

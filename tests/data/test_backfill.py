@@ -15,7 +15,9 @@ def test_backfill_of_the_shared_history_reconciles_with_the_simulator(history_ba
     assert summary["rows_quarantined"] == 0
     assert summary["rows_accepted"] == simulated["transactions"] + simulated["reports"]
     assert summary["feature_rows"] == simulated["transactions"]
-    assert set(summary["seconds"]) == {"ingest", "dbt", "features", "total"}
+    assert {"ingest", "ingest_transactions", "ingest_fraud_reports", "dbt", "features", "total"} == set(
+        summary["seconds"]
+    )
 
     count = lambda sql: spark.sql(sql).collect()[0][0]
     in_range = f"batch_date BETWEEN DATE'{first}' AND DATE'{last}'"
