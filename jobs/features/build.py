@@ -30,6 +30,7 @@ from jobs.features.registry import (
     NIGHT_LAST_HOUR,
     TERMINAL_WINDOWS,
 )
+from jobs.platform.faults import failpoint
 from jobs.platform.lakehouse import replace_where
 from jobs.platform.logs import setup_logging
 
@@ -191,6 +192,7 @@ def _write_state(spark, day: date, delay_days: int) -> dict[str, int]:
         frame = frame.withColumn("state_date", F.lit(day)).withColumn("feature_set_version", F.lit(FEATURE_SET_VERSION))
         frame = frame.select(*spark.table(table).columns)
         replace_where(spark, frame, table, f"state_date = '{day}'")
+        failpoint(f"features:after_{table.split('.')[1]}")
         latest = spark.table(table).agg(F.max("state_date")).collect()[0][0]
         if day >= latest:  # prune when writing the newest state; a backfill of an old day prunes nothing
             spark.sql(f"DELETE FROM {table} WHERE state_date < DATE'{day - timedelta(days=STATE_RETENTION_DAYS)}'")
@@ -236,6 +238,7 @@ def build_features(
         replace_where(
             spark, features, FEATURES_TABLE, f"batch_date >= '{first}' AND batch_date <= '{last}'"
         )  # BETWEEN trips Spark 4.2's analyzer here
+        failpoint("features:after_transaction_features")
     finally:
         features.unpersist()
     summary = {

@@ -1,0 +1,79 @@
+"""Run by ``test_failures.py`` in a process of its own (a lakehouse and metastore of its own).
+
+python tests/data/feature_job.py setup      # a small marts.fct_transactions; features of all days but the last
+python tests/data/feature_job.py features   # the features of the last day (PIPELINE_FAILPOINT may kill it)
+
+``setup`` also computes the last day once, cleanly, records the digest of each feature table in
+``<data dir>/reference.json``, then RESTOREs the tables to the version before that day (Delta time
+travel): the clean reference costs no second process.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import date, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+
+FIRST, DAYS = date(2025, 2, 1), 10
+LAST = FIRST + timedelta(days=DAYS - 1)
+FEATURE_TABLES = ("features.transaction_features", "features.customer_state", "features.terminal_state")
+
+
+def setup(spark) -> None:
+    rng = np.random.default_rng(3)
+    rows = []
+    for d in range(DAYS):
+        day = FIRST + timedelta(days=d)
+        for i in range(60):
+            ts = datetime(day.year, day.month, day.day) + timedelta(seconds=int(rng.integers(0, 86_400)))
+            fraud = rng.random() < 0.1
+            reported = ts + timedelta(hours=int(rng.integers(1, 48))) if fraud else None
+            rows.append(
+                (
+                    f"x{d:02d}{i:03d}",
+                    ts,
+                    f"c{rng.integers(0, 15)}",
+                    f"t{rng.integers(0, 8)}",
+                    float(round(rng.uniform(5, 300), 2)),
+                    reported,
+                    day,
+                )
+            )
+    schema = (
+        "transaction_id string, tx_datetime timestamp, customer_id string, terminal_id string, tx_amount double, "
+        "reported_at timestamp, batch_date date"
+    )
+    spark.sql("CREATE SCHEMA IF NOT EXISTS marts")
+    spark.createDataFrame(rows, schema).write.format("delta").mode("overwrite").saveAsTable("marts.fct_transactions")
+
+
+def main() -> int:
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests/, for tables.py
+    from jobs.config import get_settings
+    from jobs.features.build import build_features
+    from jobs.platform import delta
+    from jobs.platform.spark import get_spark
+
+    from tables import digest
+
+    settings = get_settings()
+    spark = get_spark(settings, app_name="feature-crash-test")
+    if sys.argv[1] == "setup":
+        setup(spark)
+        build_features(FIRST, settings=settings, through=LAST - timedelta(days=1))
+        before = {t: delta.version(settings, t) for t in FEATURE_TABLES}
+        build_features(LAST, settings=settings)  # the clean run the crashed ones must converge to
+        reference = {t: digest(settings, t, ("computed_at",)) for t in FEATURE_TABLES}
+        (settings.storage.data_dir / "reference.json").write_text(json.dumps(reference))
+        for table, version in before.items():
+            spark.sql(f"RESTORE TABLE {table} TO VERSION AS OF {version}")
+    if sys.argv[1] == "features":
+        print(json.dumps(build_features(LAST, settings=settings), default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
