@@ -5,7 +5,8 @@ wait for the day's files -> ingest transactions -> ingest fraud reports -> refer
 
 Thin by design: every task calls one function of ``jobs``. The batch date is the run's logical date
 (``ds``); scheduled runs use data intervals, so the run for day D starts after D ends, and a backfill
-of an old date recomputes that date only. Spark work goes through the one-slot ``spark`` pool.
+of an old date recomputes that date only. Ingestion needs no JVM (delta-rs); the Spark work (dbt, features)
+goes through the one-slot ``spark`` pool.
 
 dbt runs with astronomer-cosmos's watcher execution mode: one producer task runs ``dbt build`` once,
 in-process, in one Spark session, and a sensor per model (and per model's tests) reports that node's
@@ -57,23 +58,24 @@ def data_pipeline():
         mode="reschedule",  # frees the worker slot between pokes; a timeout is not retried
     )
     def wait_for_landing_files(ds: str | None = None) -> bool:
-        from jobs.data.ingest import landing_files_ready
+        from jobs.data.landing import landing_files_ready
 
         return landing_files_ready(pendulum.parse(ds).date())
 
-    @task(pool=SPARK_POOL, outlets=[BRONZE_TRANSACTIONS])
+    # Ingestion writes Delta with delta-rs, no JVM: it needs no slot of the Spark pool.
+    @task(outlets=[BRONZE_TRANSACTIONS])
     def ingest_transactions(ds: str | None = None, run_id: str | None = None) -> dict:
         from jobs.data.ingest import ingest_batch
 
         return ingest_batch(ds, "transactions", run_id=run_id)
 
-    @task(pool=SPARK_POOL, outlets=[BRONZE_FRAUD_REPORTS])
+    @task(outlets=[BRONZE_FRAUD_REPORTS])
     def ingest_fraud_reports(ds: str | None = None, run_id: str | None = None) -> dict:
         from jobs.data.ingest import ingest_batch
 
         return ingest_batch(ds, "fraud_reports", run_id=run_id)
 
-    @task(pool=SPARK_POOL)
+    @task
     def ingest_reference_data(ds: str | None = None, run_id: str | None = None) -> dict:
         from jobs.data.reference import ingest_references
 
@@ -122,9 +124,14 @@ def data_pipeline():
 
     @task(pool=SPARK_POOL, outlets=[TRANSACTION_FEATURES])
     def validate_features(ds: str | None = None) -> dict:
-        from jobs.features.validate import validate_feature_partition
+        from airflow.sdk.exceptions import AirflowFailException
 
-        return validate_feature_partition(ds)
+        from jobs.features.validate import FeatureValidationError, validate_feature_partition
+
+        try:
+            return validate_feature_partition(ds)
+        except FeatureValidationError as exc:  # the same rows would fail again: no retry, no Asset
+            raise AirflowFailException(str(exc)) from exc
 
     ingested = wait_for_landing_files() >> ingest_transactions() >> ingest_fraud_reports() >> ingest_reference_data()
     ingested >> dbt >> build_features() >> validate_features()

@@ -80,7 +80,7 @@ def train_model():
     def build_training_set(params: dict | None = None, run_id: str | None = None) -> dict:
         from datetime import date
 
-        from airflow.exceptions import AirflowFailException
+        from airflow.sdk.exceptions import AirflowFailException
 
         from jobs.training.train import stage_build
 
@@ -175,7 +175,7 @@ def train_model():
 
         A person's Reject (or the timeout default) skips it too: no champion Asset is emitted.
         """
-        from airflow.exceptions import AirflowSkipException
+        from airflow.sdk.exceptions import AirflowSkipException
 
         from jobs.release.approval import promote_approved
 

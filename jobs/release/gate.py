@@ -78,8 +78,8 @@ def decide(challenger: dict, champion: dict | None, settings: Settings) -> dict:
     )
     if champion is None:
         auc = o["auc"] or 0.0
-        check("first_model_min_auc", auc >= gate_settings.min_auc, f"AUC {auc:.4f} >= {gate_settings.min_auc}")
-        check("first_model_min_ap", ap >= gate_settings.min_ap, f"AP {ap:.4f} >= {gate_settings.min_ap}")
+        check("first_model_min_auc", auc >= gate_settings.min_auc, f"AUC {auc:.4f} (floor {gate_settings.min_auc})")
+        check("first_model_min_ap", ap >= gate_settings.min_ap, f"AP {ap:.4f} (floor {gate_settings.min_ap})")
     else:
         cap = champion["overall"]["average_precision"] or 0.0
         check(
