@@ -14,7 +14,7 @@ setup: ## install uv, the locked .venv, Delta jars; migrate Airflow's DB; create
 jars: ## (re)resolve the Delta jars with Maven into .cache/spark-jars
 	mvn -q -B -f build/pom.xml package
 
-demo: setup ## simulate 45 days, backfill 42, run data_pipeline for 3 through Airflow, train_model once, print the champion
+demo: setup ## simulate 91 days, backfill 90, run data_pipeline for the last through Airflow, train_model once, print the model
 	@./scripts/demo.sh
 
 train: setup ## run train_model once through Airflow (dag.test); CONF='{"n_trials": 8}' sets DAG params
@@ -31,8 +31,9 @@ dbt-build: setup ## dbt build (all models and tests) in the project's Spark sess
 dbt-docs: setup ## generate the dbt docs site and serve it on http://localhost:8081
 	@$(ENV) python -m jobs.platform.dbt_runner docs generate && python -m jobs.platform.dbt_runner docs serve --port 8081 --no-browser
 
-test: setup ## run the test suite (real Spark, Delta, Airflow)
-	@$(ENV) python -m pytest tests -q
+TEST_WORKERS ?= 2
+test: setup ## run the test suite (real Spark, Delta, Airflow) in TEST_WORKERS processes (default 2)
+	@$(ENV) python -m pytest tests -q -n $(TEST_WORKERS)
 
 up: setup ## start the Airflow UI and components in the background (http://localhost:8080)
 	@$(ENV) ./scripts/airflow-up.sh

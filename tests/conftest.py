@@ -46,6 +46,62 @@ os.environ.update(
 logging.getLogger("py4j").setLevel(logging.WARNING)  # py4j logs at interpreter exit, after capture closed
 
 
+# Tests that read the shared history (built once per process by ``history_backfill``).
+HISTORY_FIXTURES = {"history_backfill", "history", "marts", "feature_history"}
+
+
+# The files whose tests read the shared history: ``make test`` runs them all in one worker.
+HISTORY_FILES = {
+    "tests/dags/test_train_model_e2e.py",
+    "tests/data/test_backfill.py",
+    "tests/data/test_features.py",
+    "tests/data/test_training_set.py",
+    "tests/data/test_transform.py",
+}
+
+
+# Work units that take minutes (serial: the history ~15, the data_pipeline runs ~9, the crash tests ~7).
+LONGEST_FIRST = {"shared-history": 0, "tests/dags/test_data_pipeline_e2e.py": 1, "tests/data/test_failures.py": 2}
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """Work units for ``pytest -n N`` (``make test`` runs two workers): one per test file, and one
+    for every file that reads the shared history.
+
+    Each worker is a process with its own data dir, Airflow DB, Spark session and metastore (this
+    module runs in each): a file kept whole builds its module fixtures once, and the history is built
+    once, in the worker that runs all its readers.
+    """
+    from xdist.scheduler import LoadScopeScheduling
+
+    class OneFileOrTheHistory(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::")[0]
+            return "shared-history" if path in HISTORY_FILES else path
+
+        def schedule(self):
+            # The longest work units first, so no worker is left with one at the end.
+            if self.collection is None and self.registered_collections:
+                rank = lambda nodeid: LONGEST_FIRST.get(self._split_scope(nodeid), len(LONGEST_FIRST))
+                for node, collection in self.registered_collections.items():
+                    self.registered_collections[node] = sorted(collection, key=rank)
+                self.config.option.loadscopereorder = False
+            super().schedule()
+
+    return OneFileOrTheHistory(config, log)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Keep ``HISTORY_FILES`` complete: a test that reads the history elsewhere would build it twice."""
+    strays = {
+        i.nodeid.split("::")[0]
+        for i in items
+        if HISTORY_FIXTURES & set(getattr(i, "fixturenames", ())) and i.nodeid.split("::")[0] not in HISTORY_FILES
+    }
+    if strays:
+        raise pytest.UsageError(f"add {sorted(strays)} to HISTORY_FILES in tests/conftest.py (they read the history)")
+
+
 def pytest_sessionfinish(session, exitstatus):
     from jobs.platform.spark import stop_spark
 
