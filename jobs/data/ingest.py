@@ -69,14 +69,7 @@ RESERVED_COLUMNS = frozenset(
 )
 _TS = pa.timestamp("us", tz="UTC")
 _STRING_MAP = pa.map_(pa.string(), pa.string())
-LINEAGE_FIELDS = [
-    pa.field("source_file", pa.string(), nullable=False),
-    pa.field("file_checksum", pa.string(), nullable=False),
-    pa.field("batch_date", pa.date32(), nullable=False),
-    pa.field("line_number", pa.int32(), nullable=False),
-    pa.field("ingested_at", _TS, nullable=False),
-    pa.field("run_id", pa.string(), nullable=False),
-]
+LINEAGE_FIELDS = delta.lineage_fields("batch_date")
 QUARANTINE_SCHEMA = pa.schema(
     [
         pa.field("raw_line", pa.string()),
@@ -280,14 +273,6 @@ def _reasons_by_row(failures: dict[str, np.ndarray]) -> dict[int, list[str]]:
 
 # ---------------------------------------------------------------------------------------------
 # writing
-
-
-def _string_map(frame: pd.DataFrame, columns: list[str]) -> pa.Array:
-    """A map<string,string> per row of the given string columns (null when there are none)."""
-    if not columns:
-        return pa.nulls(len(frame), _STRING_MAP)
-    values = frame[columns].to_numpy(dtype=object)
-    return pa.array([list(zip(columns, row, strict=True)) for row in values], _STRING_MAP)
 
 
 def _lineage(files: list[LandingFile], file_index: np.ndarray, lines: np.ndarray, ingested_at: datetime, run_id: str):
@@ -582,18 +567,15 @@ def ingest_days(
         if bronze.num_rows
         else {}
     )
-    quarantined_by_file: dict[str, dict[str, int]] = {}
+    quarantined_by_file: dict[str, dict[str, int]] = {}  # reasons counted per file
+    quarantined_per_file: dict[str, int] = {}  # rows counted per file
     for path, why in zip(
         quarantine.column("source_file").to_pylist(), quarantine.column("reasons").to_pylist(), strict=True
     ):
+        quarantined_per_file[path] = quarantined_per_file.get(path, 0) + 1
         counts = quarantined_by_file.setdefault(path, {})
         for reason in why:
             counts[reason] = counts.get(reason, 0) + 1
-    quarantined_per_file = (
-        pd.Series(quarantine.column("source_file").to_numpy(zero_copy_only=False)).value_counts().to_dict()
-        if quarantine.num_rows
-        else {}
-    )
     seconds = round(time.perf_counter() - t0, 3)
     for f in todo:
         accepted = int(accepted_per_file.get(str(f.path), 0))

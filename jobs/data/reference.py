@@ -51,16 +51,8 @@ REFERENCES = {
 }
 
 QUARANTINE_TABLE = "quarantine.reference"
-_TS = pa.timestamp("us", tz="UTC")
 _MAP = pa.map_(pa.string(), pa.string())
-_LINEAGE = [
-    pa.field("source_file", pa.string(), nullable=False),
-    pa.field("file_checksum", pa.string(), nullable=False),
-    pa.field("snapshot_date", pa.date32(), nullable=False),
-    pa.field("line_number", pa.int32(), nullable=False),
-    pa.field("ingested_at", _TS, nullable=False),
-    pa.field("run_id", pa.string(), nullable=False),
-]
+_LINEAGE = delta.lineage_fields("snapshot_date")
 QUARANTINE = delta.TableSpec(
     QUARANTINE_TABLE,
     pa.schema(

@@ -28,6 +28,20 @@ class TableSpec:
     partition_by: tuple[str, ...] = ()
 
 
+def lineage_fields(day_column: str) -> list[pa.Field]:
+    """The lineage columns of every ingested row: its file, checksum, day (``day_column``), line, when, run."""
+    import pyarrow as pa
+
+    return [
+        pa.field("source_file", pa.string(), nullable=False),
+        pa.field("file_checksum", pa.string(), nullable=False),
+        pa.field(day_column, pa.date32(), nullable=False),
+        pa.field("line_number", pa.int32(), nullable=False),
+        pa.field("ingested_at", pa.timestamp("us", tz="UTC"), nullable=False),
+        pa.field("run_id", pa.string(), nullable=False),
+    ]
+
+
 def path(settings: Settings, name: str) -> Path:
     """Where a table's files and Delta log live: ``<lakehouse>/<schema>/<table>``."""
     schema, table = name.split(".")
