@@ -257,6 +257,16 @@ class GateSettings:
         "AUC drop that flags a slice (vs overall) or a slice regression (vs champion)",
         minimum=0,
     )
+    baseline_cp_margin: float = setting(
+        "PIPELINE_BASELINE_CP_MARGIN",
+        "0.0",
+        "Card Precision@k the model needs above the logistic baseline's (it must exceed it by more than this)",
+    )
+    min_net_savings: float = setting(
+        "PIPELINE_MIN_NET_SAVINGS",
+        "0.0",
+        "net savings of the cost view (fraud caught minus review cost, test window) a model needs at least",
+    )
     min_auc: float = setting(
         "PIPELINE_MIN_AUC", "0.85", "absolute AUC a first model needs to be promoted", minimum=0, maximum=1
     )

@@ -3,7 +3,10 @@
 :func:`decide` compares the challenger with the champion **on the challenger's test rows** (the
 champion is re-scored on the same rows): promote only if average precision improves by
 ``PIPELINE_PROMOTION_MARGIN``, no slice with enough support loses more than ``PIPELINE_SLICE_MARGIN``
-of AUC, the robustness tests pass and the model beats the logistic-regression baseline. With no
+of AUC, the robustness tests pass, the model beats the logistic-regression baseline on average
+precision and on Card Precision@k (by more than ``PIPELINE_BASELINE_CP_MARGIN``: the review budget is
+what the business spends), and the cost view's net savings reach ``PIPELINE_MIN_NET_SAVINGS`` (a
+model whose alerts cost more than the fraud they catch never serves). With no
 champion, or one that is not comparable (another feature set, or trained on labels from after the
 test window starts), absolute floors (``PIPELINE_MIN_AUC``, ``PIPELINE_MIN_AP``) replace the
 comparison and the reasons say why. :func:`gate` records the decision and its reasons in the
@@ -76,6 +79,22 @@ def decide(challenger: dict, champion: dict | None, settings: Settings) -> dict:
         base is None or ap > base,
         f"AP {ap:.4f} vs logistic-regression baseline {base if base is None else round(base, 4)}",
     )
+    cp, base_cp = o.get("card_precision_at_k"), challenger.get("baseline", {}).get("card_precision_at_k")
+    margin = gate_settings.baseline_cp_margin
+    if cp is not None and base_cp is not None:
+        check(
+            "beats_baseline_card_precision",
+            cp > base_cp + margin,
+            f"CP@{o.get('k')} {cp:.4f} vs logistic-regression baseline {base_cp:.4f} (needs more than +{margin})",
+        )
+    net = challenger.get("cost", {}).get("net_savings")
+    if net is not None:
+        check(
+            "net_savings",
+            net >= gate_settings.min_net_savings,
+            f"net savings {net:,.2f} on the test window (fraud caught minus review cost; floor "
+            f"{gate_settings.min_net_savings:,.2f})",
+        )
     if champion is None:
         auc = o["auc"] or 0.0
         check("first_model_min_auc", auc >= gate_settings.min_auc, f"AUC {auc:.4f} (floor {gate_settings.min_auc})")

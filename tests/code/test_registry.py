@@ -206,8 +206,8 @@ def test_gate_compares_with_a_comparable_champion_on_the_same_rows(mlflow_settin
     from jobs.release.registry import promote
 
     s = mlflow_settings.override(
-        gate={"promotion_margin": -1.0, "slice_margin": 1.0}
-    )  # any AP passes: the comparison is the point
+        gate={"promotion_margin": -1.0, "slice_margin": 1.0, "baseline_cp_margin": -1.0, "min_net_savings": -1e12}
+    )  # any model passes: the comparison is the point
     frame = synthetic_frame(days=16)
     champion = _new_version(s, tmp_path / "champion", frame.head(800), seed=5)["version"]
     _tag(s, champion, gate__decision="passed", gate__champion_at_gate="none")
@@ -218,7 +218,14 @@ def test_gate_compares_with_a_comparable_champion_on_the_same_rows(mlflow_settin
     assert mv.tags["gate.compared_with"] == champion and ctx["gate"] == "passed", ctx["gate_reasons"]
     decision = json.loads((Path(ctx["run_dir"]) / "gate.json").read_text())
     checks = {c["check"]: c for c in decision["checks"]}
-    assert set(checks) == {"robustness", "beats_baseline", "average_precision_gain", "no_slice_regression"}
+    assert set(checks) == {
+        "robustness",
+        "beats_baseline",
+        "beats_baseline_card_precision",
+        "net_savings",
+        "average_precision_gain",
+        "no_slice_regression",
+    }
     assert "vs champion" in checks["average_precision_gain"]["detail"]
     card = (Path(ctx["run_dir"]) / "model_card" / "model_card.md").read_text()
     assert f"champion v{champion} (same rows)" in card

@@ -146,7 +146,7 @@ def test_cost_view_counts_caught_fraud_amount_against_review_cost():
     assert cost["review_cost"] == 10.0 and cost["net_savings"] == 140.0
 
 
-def _report(ap, auc=0.9, robust=True, slice_aucs=None, baseline_ap=0.3):
+def _report(ap, auc=0.9, robust=True, slice_aucs=None, baseline_ap=0.3, cp=0.3, baseline_cp=0.2, net_savings=500.0):
     slices = [
         {
             "slice": "segment",
@@ -161,10 +161,11 @@ def _report(ap, auc=0.9, robust=True, slice_aucs=None, baseline_ap=0.3):
         for v, a in (slice_aucs or {"budget": 0.9, "premium": 0.9}).items()
     ]
     return {
-        "overall": {"auc": auc, "average_precision": ap, "card_precision_at_k": 0.3, "k": 100},
+        "overall": {"auc": auc, "average_precision": ap, "card_precision_at_k": cp, "k": 100},
         "slices": slices,
         "robustness": [{"name": "small_amount_perturbation", "passed": robust}],
-        "baseline": {"average_precision": baseline_ap},
+        "baseline": {"average_precision": baseline_ap, "card_precision_at_k": baseline_cp},
+        "cost": {"net_savings": net_savings},
         "flagged_slices": [],
     }
 
@@ -185,3 +186,21 @@ def test_gate_promotes_and_rejects_for_the_right_reasons(settings):
     assert fragile["decision"] == "rejected" and any("robustness" in r for r in fragile["reasons"])
     below_baseline = decide(_report(0.62, baseline_ap=0.65), _report(0.60), s)
     assert below_baseline["decision"] == "rejected" and any("beats_baseline" in r for r in below_baseline["reasons"])
+
+
+@pytest.mark.parametrize("first_model", [True, False])
+def test_gate_refuses_a_model_the_baseline_beats_on_card_precision_or_that_loses_money(settings, first_model):
+    s = settings.override(gate={"promotion_margin": 0.01, "baseline_cp_margin": 0.01, "min_net_savings": 0.0})
+    champion = None if first_model else _report(0.60)
+    assert decide(_report(0.7), champion, s)["decision"] == "passed"
+    # The demo's case: better AP than the baseline, but fewer frauds in the daily review queue.
+    fewer_caught = decide(_report(0.7, cp=0.044, baseline_cp=0.046), champion, s)
+    assert fewer_caught["decision"] == "rejected"
+    assert [r.split(":")[0] for r in fewer_caught["reasons"]] == ["beats_baseline_card_precision"]
+    within_margin = decide(_report(0.7, cp=0.305, baseline_cp=0.3), champion, s)  # better, but by less than 0.01
+    assert within_margin["decision"] == "rejected"
+    # Alerts that cost more than the fraud they catch.
+    losing = decide(_report(0.7, net_savings=-865.0), champion, s)
+    assert losing["decision"] == "rejected"
+    assert [r.split(":")[0] for r in losing["reasons"]] == ["net_savings"] and "-865.00" in losing["reasons"][0]
+    assert decide(_report(0.7, net_savings=0.0), champion, s)["decision"] == "passed"  # break-even is allowed
