@@ -33,16 +33,29 @@ DAY_US = 86_400_000_000
 
 
 def reference_features_numpy(frame, day: date | None, delay: int):
-    """Every feature of the rows of ``day`` (all rows if None) with sorted-key searches (no Spark)."""
+    """Every feature of the rows of ``day`` (all rows if None) with sorted-key searches (no Spark).
+
+    ``frame`` needs transaction_id, tx_datetime, customer_id, terminal_id, tx_amount, batch_date and
+    report_known_at (NaT = no report known).
+    """
     import numpy as np
     import pandas as pd
 
-    from jobs.features.registry import CUSTOMER_WINDOWS, TERMINAL_WINDOWS
+    from jobs.features.registry import (
+        CUSTOMER_WINDOWS,
+        KNOWN_FRAUD_HORIZON_DAYS,
+        KNOWN_FRAUD_WINDOWS,
+        NO_KNOWN_FRAUD_DAYS,
+        TERMINAL_WINDOWS,
+        lookback_days,
+    )
 
     ts = frame["tx_datetime"].astype("datetime64[us]").astype("int64").to_numpy()
     t0 = ts.min()
     rel = ts - t0
-    big = np.int64(10) ** 13  # > any relative time span we use
+    # Keys are entity * big + relative time: big must exceed the span plus the longest look-back,
+    # or a window of one entity would reach into the previous entity's keys.
+    big = np.int64(rel.max() + (lookback_days(delay) + 2) * DAY_US)
     cents = np.round(frame["tx_amount"].to_numpy() * 100).astype(np.int64)
     target = np.ones(len(frame), dtype=bool) if day is None else (frame["batch_date"] == day).to_numpy()
     out = pd.DataFrame({"transaction_id": frame["transaction_id"].to_numpy()})
@@ -71,27 +84,51 @@ def reference_features_numpy(frame, day: date | None, delay: int):
     order = np.lexsort((rel, term))
     keys = term[order] * big + rel[order]
     k = term * big + rel
-    rep = frame["reported_at"].astype("datetime64[us]").astype("int64").to_numpy()
-    has_rep = frame["reported_at"].notna().to_numpy()
-    for n in TERMINAL_WINDOWS:
-        hi = np.searchsorted(keys, k - delay * DAY_US, side="right")
-        lo = np.searchsorted(keys, k - (n + delay) * DAY_US, side="right")
-        nb = hi - lo
-        # A fraud f counts for the rows of its terminal with max(reported, f + D) <= t < f + N + D.
-        f_key = k[has_rep]
-        start = np.searchsorted(
-            keys, term[has_rep] * big + np.maximum(rep[has_rep] - t0, rel[has_rep] + delay * DAY_US), side="left"
-        )
-        end = np.searchsorted(keys, f_key + (n + delay) * DAY_US, side="left")
+    has = frame["report_known_at"].notna().to_numpy()
+    known_rel = frame["report_known_at"].astype("datetime64[us]").astype("int64").to_numpy()[has] - t0
+    f_term, f_rel = term[has], rel[has]
+
+    def known_between(lo_days: int, hi_days: int):
+        """Per row: frauds of its terminal with time in (t - lo_days, t - hi_days], known at t.
+
+        A fraud f counts for the rows of its terminal with max(known, f + hi) <= t < f + lo.
+        """
+        start = np.searchsorted(keys, f_term * big + np.maximum(known_rel, f_rel + hi_days * DAY_US), side="left")
+        end = np.searchsorted(keys, f_term * big + f_rel + lo_days * DAY_US, side="left")
         diff = np.zeros(len(keys) + 1, dtype=np.int64)
         ok = start < end
         np.add.at(diff, start[ok], 1)
         np.add.at(diff, end[ok], -1)
-        known_sorted = np.cumsum(diff)[:-1]
-        known = np.empty_like(known_sorted)
-        known[order] = known_sorted
+        counted = np.empty(len(keys), dtype=np.int64)
+        counted[order] = np.cumsum(diff)[:-1]
+        return counted
+
+    def terminal_count(lo_days: int, hi_days: int):
+        """Per row: transactions of its terminal with time in (t - lo_days, t - hi_days]."""
+        hi = np.searchsorted(keys, k - hi_days * DAY_US, side="right")
+        return hi - np.searchsorted(keys, k - lo_days * DAY_US, side="right")
+
+    for n in TERMINAL_WINDOWS:
+        nb = terminal_count(n + delay, delay)
+        known = known_between(n + delay, delay)
         out[f"terminal_nb_tx_{n}d"] = nb.astype("int32")
         out[f"terminal_risk_{n}d"] = np.where(nb > 0, known / np.where(nb > 0, nb, 1), 0.0)
+    for n in KNOWN_FRAUD_WINDOWS:
+        known = known_between(n, 0)
+        out[f"terminal_known_fraud_{n}d"] = known.astype("int32")
+        out[f"terminal_known_fraud_share_{n}d"] = known / terminal_count(n, 0)
+
+    # Days since the latest known fraud: frauds in order of (terminal, known time) with the running
+    # max of their transaction time; a row looks up the last fraud of its terminal known at t.
+    f_order = np.lexsort((known_rel, f_term))
+    f_keys = f_term[f_order] * big + known_rel[f_order]
+    latest = pd.Series(f_rel[f_order]).groupby(f_term[f_order]).cummax().to_numpy()
+    at = np.searchsorted(f_keys, k, side="right") - 1
+    found = at >= 0
+    found[found] = f_term[f_order][at[found]] == term[found]
+    age = rel - np.where(found, latest[np.clip(at, 0, None)], 0)
+    recent = found & (age < KNOWN_FRAUD_HORIZON_DAYS * DAY_US)
+    out["terminal_days_since_known_fraud"] = np.where(recent, age / DAY_US, NO_KNOWN_FRAUD_DAYS)
     return out[target].reset_index(drop=True)
 
 
@@ -200,7 +237,9 @@ def main() -> int:
 
     from pyspark.sql import functions as F
 
-    lo = datetime.combine(day, datetime.min.time()) - timedelta(days=37)
+    from jobs.features.registry import lookback_days
+
+    lo = datetime.combine(day, datetime.min.time()) - timedelta(days=lookback_days(settings.features.label_delay_days))
     t = time.perf_counter()
     frame = (
         spark.table("marts.fct_transactions")
@@ -208,7 +247,9 @@ def main() -> int:
             (F.col("tx_datetime") > F.lit(lo))
             & (F.col("tx_datetime") < F.lit(datetime.combine(day + timedelta(days=1), datetime.min.time())))
         )
-        .select("transaction_id", "tx_datetime", "customer_id", "terminal_id", "tx_amount", "reported_at", "batch_date")
+        .select(
+            "transaction_id", "tx_datetime", "customer_id", "terminal_id", "tx_amount", "report_known_at", "batch_date"
+        )
         .toPandas()
     )
     load_s = time.perf_counter() - t

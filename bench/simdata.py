@@ -2,7 +2,7 @@
 
 The same rows the pipeline would produce for a long simulated history, built in memory: the
 simulator's transactions, their fraud reports (``reported_at`` = report day + report second, as in
-the landing files), every registry feature from the vectorised reference that ``bench/pipeline.py``
+the landing files; ``report_known_at`` = the end of the report's day, when its file lands), every registry feature from the vectorised reference that ``bench/pipeline.py``
 checks equal to the Spark job, and the slice columns of the reference files. A simulated history of
 months would take hours through the daily pipeline on two cores; the numbers it gives are the ones
 the model would see.
@@ -34,14 +34,15 @@ def simulated_frame(
         day0 + pd.to_timedelta(tx["report_delay_days"], unit="D") + pd.to_timedelta(tx["report_seconds"], unit="s")
     )
     tx["reported_at"] = reported.where(tx["tx_fraud"] == 1)
+    tx["report_known_at"] = tx["reported_at"].dt.normalize() + pd.Timedelta(days=1)
     tx["transaction_id"] = tx["transaction_id"].astype(str)
     tx["customer_id"] = tx["customer_id"].astype(str)
     tx["terminal_id"] = tx["terminal_id"].astype(str)
     tx["batch_date"] = tx["tx_datetime"].dt.date
     feats = reference_features_numpy(tx, None, delay_days)
-    frame = tx[["transaction_id", "tx_datetime", "customer_id", "terminal_id", "reported_at", "tx_fraud"]].merge(
-        feats, on="transaction_id"
-    )
+    frame = tx[
+        ["transaction_id", "tx_datetime", "customer_id", "terminal_id", "reported_at", "report_known_at", "tx_fraud"]
+    ].merge(feats, on="transaction_id")
     frame["tx_date"] = frame["tx_datetime"].dt.date
     cust = pop.customers_frame()[["customer_id", "segment", "region"]].astype(str)
     term = pop.terminals_frame()[["terminal_id", "merchant_category"]].astype(str)

@@ -77,16 +77,22 @@ def robustness(predict: Callable[[pd.DataFrame], np.ndarray], X: pd.DataFrame, c
         }
     )
 
-    risky = X.copy()
-    for c in [c for c in FEATURE_NAMES if c.startswith("terminal_risk_")]:
-        risky[c] = 1.0
+    risky = X.copy()  # every row's terminal as a known compromised one
+    for c in FEATURE_NAMES:
+        if c.startswith(("terminal_risk_", "terminal_known_fraud_share_")):
+            risky[c] = 1.0
+        elif c.startswith("terminal_known_fraud_"):
+            risky[c] = np.maximum(risky[c], 1)
+        elif c == "terminal_days_since_known_fraud":
+            risky[c] = 0.0
     risk = np.asarray(predict(risky), dtype=float)
     share = float(np.mean(risk >= base - 1e-9))
     tests.append(
         {
             "name": "compromised_terminal_not_less_suspicious",
             "kind": "directional",
-            "description": "every terminal risk set to 1: the score does not drop (share of rows)",
+            "description": "terminal risks and known-fraud shares set to 1, a known fraud just now: the score does "
+            "not drop (share of rows)",
             "value": share,
             "threshold": 0.95,
             "passed": share >= 0.95,

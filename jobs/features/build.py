@@ -8,8 +8,9 @@ rewrites that date only). It also writes the day's online state (``features.cust
 ``features.terminal_state``): the recent events per entity, from which
 :func:`jobs.features.online.online_features` computes the same values for a new transaction.
 
-Windows are ranges over the transaction time in microseconds, so "(t - N days, t]" is exact; the
-terminal risk counts a fraud only if its report time is at or before t (labels known by then).
+Windows are ranges over the transaction time in microseconds, so "(t - N days, t]" is exact; every
+report-based feature counts a fraud only if its report was known at t: ``report_known_at <= t``, the
+end of the day of the report's file (the registry's rule).
 """
 
 from __future__ import annotations
@@ -27,8 +28,12 @@ from jobs.features.registry import (
     FEATURE_NAMES,
     FEATURE_SET_VERSION,
     FEATURES,
+    KNOWN_FRAUD_HORIZON_DAYS,
+    KNOWN_FRAUD_WINDOWS,
     NIGHT_LAST_HOUR,
+    NO_KNOWN_FRAUD_DAYS,
     TERMINAL_WINDOWS,
+    lookback_days,
 )
 from jobs.platform.faults import failpoint
 from jobs.platform.lakehouse import replace_where
@@ -50,8 +55,9 @@ def compute_features(history, delay_days: int):
     """Features of the rows of ``history`` flagged ``is_target``, from all rows of ``history``.
 
     ``history`` columns: transaction_id (unique), tx_datetime, customer_id, terminal_id, tx_amount,
-    reported_at (null = no report), batch_date, is_target. It must hold every transaction in the
-    windows of the targets (the job loads (first target - (30 + D) days, last target]).
+    report_known_at (null = no report), batch_date, is_target. It must hold every transaction in the
+    windows of the targets (the job loads (first target - lookback, last target], see
+    :func:`jobs.features.registry.lookback_days`).
     """
     from pyspark.sql import Window
     from pyspark.sql import functions as F
@@ -73,41 +79,56 @@ def compute_features(history, delay_days: int):
     for n in TERMINAL_WINDOWS:
         w = by_terminal.rangeBetween(-((n + delay_days) * DAY_US - 1), -delay_days * DAY_US)
         cols[f"terminal_nb_tx_{n}d"] = F.count(F.lit(1)).over(w)
+    for n in KNOWN_FRAUD_WINDOWS:
+        cols[f"_terminal_all_{n}d"] = F.count(F.lit(1)).over(by_terminal.rangeBetween(-(n * DAY_US - 1), 0))
     windowed = h.select("*", *[c.alias(name) for name, c in cols.items() if name != "tx_amount"]).where("is_target")
     avg30 = F.col("customer_avg_amount_30d")
     windowed = windowed.withColumn(
         "customer_amount_ratio_30d", F.when(avg30 != 0, F.col("tx_amount") / avg30).otherwise(F.lit(1.0))
     )
 
-    # Frauds known at t among the terminal's window: a range condition on two times, so a join
-    # against the (few) reported transactions rather than a window.
-    widest = max(TERMINAL_WINDOWS) + delay_days
-    frauds = h.where(F.col("reported_at").isNotNull()).select(
+    # Frauds known at t among the terminal's recent transactions: a range condition on two times,
+    # so a join against the (few) reported transactions rather than a window.
+    widest = lookback_days(delay_days)
+    frauds = h.where(F.col("report_known_at").isNotNull()).select(
         F.col("terminal_id").alias("_f_terminal"),
         F.col("_ts").alias("_f_ts"),
-        F.unix_micros("reported_at").alias("_f_rep"),
+        F.unix_micros("report_known_at").alias("_f_known"),
     )
     targets = windowed.select("transaction_id", "terminal_id", "_ts")
     joined = targets.join(
         frauds,
         (targets.terminal_id == frauds._f_terminal)
         & (frauds._f_ts > targets._ts - widest * DAY_US)
-        & (frauds._f_ts <= targets._ts - delay_days * DAY_US)
-        & (frauds._f_rep <= targets._ts),
+        & (frauds._f_ts <= targets._ts)
+        & (frauds._f_known <= targets._ts),
         "left",
     )
+    age = F.col("_ts") - F.col("_f_ts")  # null when the terminal has no known fraud in reach
+
+    def known_within(lo_days: int, hi_days: int):
+        """Known frauds with time in (t - lo_days, t - hi_days]."""
+        inside = (age < lo_days * DAY_US) & (age >= hi_days * DAY_US)
+        return F.sum(F.when(inside, 1).otherwise(0))
+
     known = joined.groupBy("transaction_id").agg(
-        *[
-            F.sum(F.when(F.col("_f_ts") > F.col("_ts") - (n + delay_days) * DAY_US, 1).otherwise(0)).alias(
-                f"_known_{n}d"
-            )
-            for n in TERMINAL_WINDOWS
-        ]
+        *[known_within(n + delay_days, delay_days).alias(f"_risk_{n}d") for n in TERMINAL_WINDOWS],
+        *[known_within(n, 0).alias(f"_recent_{n}d") for n in KNOWN_FRAUD_WINDOWS],
+        F.min(F.when(age < KNOWN_FRAUD_HORIZON_DAYS * DAY_US, age)).alias("_last_age"),
     )
     out = windowed.join(known, "transaction_id", "left")
     for n in TERMINAL_WINDOWS:
-        nb, k = F.col(f"terminal_nb_tx_{n}d"), F.coalesce(F.col(f"_known_{n}d"), F.lit(0))
+        nb, k = F.col(f"terminal_nb_tx_{n}d"), F.coalesce(F.col(f"_risk_{n}d"), F.lit(0))
         out = out.withColumn(f"terminal_risk_{n}d", F.when(nb > 0, k / nb).otherwise(F.lit(0.0)))
+    for n in KNOWN_FRAUD_WINDOWS:
+        k = F.coalesce(F.col(f"_recent_{n}d"), F.lit(0))
+        out = out.withColumn(f"terminal_known_fraud_{n}d", k).withColumn(
+            f"terminal_known_fraud_share_{n}d", k / F.col(f"_terminal_all_{n}d")
+        )
+    out = out.withColumn(
+        "terminal_days_since_known_fraud",
+        F.coalesce(F.col("_last_age") / F.lit(float(DAY_US)), F.lit(NO_KNOWN_FRAUD_DAYS)),
+    )
     typed = [F.col(f.name).cast(SPARK_TYPES[f.dtype]).alias(f.name) for f in FEATURES]
     return out.select(*KEY_COLUMNS, *typed)
 
@@ -133,10 +154,10 @@ def _ensure_tables(spark) -> None:
     spark.sql(
         f"""CREATE TABLE IF NOT EXISTS {TERMINAL_STATE_TABLE} (
             terminal_id STRING NOT NULL,
-            events ARRAY<STRUCT<tx_datetime: TIMESTAMP, reported_at: TIMESTAMP>> NOT NULL,
+            events ARRAY<STRUCT<tx_datetime: TIMESTAMP, report_known_at: TIMESTAMP>> NOT NULL,
             state_date DATE NOT NULL, feature_set_version STRING NOT NULL
         ) USING DELTA PARTITIONED BY (state_date)
-        COMMENT 'Per terminal: transactions of the last 30 + D days with reports known by the end of state_date (serving)'"""
+        COMMENT 'Per terminal: transactions of the feature lookback, with when each report became known (null if not by the end of state_date) (serving)'"""
     )
 
 
@@ -153,14 +174,14 @@ def _history_for(spark, first: date, last: date, delay_days: int):
     )
     if not bounds["n"]:
         return None, 0
-    lo = bounds["lo"] - timedelta(days=max(max(CUSTOMER_WINDOWS), max(TERMINAL_WINDOWS) + delay_days))
+    lo = bounds["lo"] - timedelta(days=lookback_days(delay_days))
     history = fct.where((F.col("tx_datetime") > F.lit(lo)) & (F.col("tx_datetime") <= F.lit(bounds["hi"]))).select(
         "transaction_id",
         "tx_datetime",
         "customer_id",
         "terminal_id",
         "tx_amount",
-        "reported_at",
+        "report_known_at",
         "batch_date",
         in_range.alias("is_target"),
     )
@@ -178,14 +199,14 @@ def _write_state(spark, day: date, delay_days: int) -> dict[str, int]:
         .agg(F.sort_array(F.collect_list(F.struct("tx_datetime", "tx_amount"))).alias("events"))
     )
     terminal = (
-        fct.where(F.col("tx_datetime") >= F.lit(end - timedelta(days=max(TERMINAL_WINDOWS) + delay_days)))
+        fct.where(F.col("tx_datetime") >= F.lit(end - timedelta(days=lookback_days(delay_days))))
         .select(
             "terminal_id",
             "tx_datetime",
-            F.when(F.col("reported_at") < F.lit(end), F.col("reported_at")).alias("reported_at"),
+            F.when(F.col("report_known_at") <= F.lit(end), F.col("report_known_at")).alias("report_known_at"),
         )
         .groupBy("terminal_id")
-        .agg(F.sort_array(F.collect_list(F.struct("tx_datetime", "reported_at"))).alias("events"))
+        .agg(F.sort_array(F.collect_list(F.struct("tx_datetime", "report_known_at"))).alias("events"))
     )
     counts = {}
     for table, frame in ((CUSTOMER_STATE_TABLE, customer), (TERMINAL_STATE_TABLE, terminal)):

@@ -12,7 +12,17 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
-from jobs.features.registry import CUSTOMER_WINDOWS, NIGHT_LAST_HOUR, TERMINAL_WINDOWS
+from jobs.features.registry import (
+    CUSTOMER_WINDOWS,
+    KNOWN_FRAUD_HORIZON_DAYS,
+    KNOWN_FRAUD_WINDOWS,
+    NIGHT_LAST_HOUR,
+    NO_KNOWN_FRAUD_DAYS,
+    TERMINAL_WINDOWS,
+)
+
+_MICROSECOND = timedelta(microseconds=1)
+_DAY_US = 86_400 * 1_000_000
 
 
 def cents(amount: float) -> int:
@@ -29,9 +39,11 @@ def online_features(
 ) -> dict[str, float | int]:
     """Features of one new transaction from its entities' recent history (the serving path).
 
-    ``customer_history``: (time, amount) of the customer's earlier transactions (the new one is
-    added here; pass earlier ones only). ``terminal_history``: (time, reported_at or None) of the
-    terminal's transactions. Entries outside the windows are ignored, so a superset is fine.
+    ``customer_history``: (time, amount) of the customer's earlier transactions, and
+    ``terminal_history``: (time, report_known_at or None) of the terminal's earlier transactions;
+    the new transaction is added here, so pass earlier ones only. A report counts once
+    ``report_known_at <= tx_datetime`` (the registry's rule). Entries outside the windows are
+    ignored, so a superset is fine.
     """
     t = tx_datetime
     out: dict[str, float | int] = {
@@ -47,11 +59,21 @@ def online_features(
         out[f"customer_avg_amount_{n}d"] = (sum(in_window) / len(in_window)) / 100.0
     avg30 = out["customer_avg_amount_30d"]
     out["customer_amount_ratio_30d"] = float(tx_amount) / avg30 if avg30 != 0 else 1.0
-    terminal = list(terminal_history)
+    terminal = [(ts, known) for ts, known in terminal_history if ts <= t] + [(t, None)]
+    known_frauds = [ts for ts, known in terminal if known is not None and known <= t]
     for n in TERMINAL_WINDOWS:
         lo, hi = t - timedelta(days=n + delay_days), t - timedelta(days=delay_days)
-        window = [rep for ts, rep in terminal if lo < ts <= hi]
-        known = sum(1 for rep in window if rep is not None and rep <= t)
-        out[f"terminal_nb_tx_{n}d"] = len(window)
-        out[f"terminal_risk_{n}d"] = known / len(window) if window else 0.0
+        nb = sum(1 for ts, _ in terminal if lo < ts <= hi)
+        out[f"terminal_nb_tx_{n}d"] = nb
+        out[f"terminal_risk_{n}d"] = sum(1 for ts in known_frauds if lo < ts <= hi) / nb if nb else 0.0
+    for n in KNOWN_FRAUD_WINDOWS:
+        lo = t - timedelta(days=n)
+        nb = sum(1 for ts, _ in terminal if lo < ts <= t)
+        k = sum(1 for ts in known_frauds if lo < ts)
+        out[f"terminal_known_fraud_{n}d"] = k
+        out[f"terminal_known_fraud_share_{n}d"] = k / nb
+    recent = [ts for ts in known_frauds if ts > t - timedelta(days=KNOWN_FRAUD_HORIZON_DAYS)]
+    out["terminal_days_since_known_fraud"] = (
+        ((t - max(recent)) // _MICROSECOND) / _DAY_US if recent else NO_KNOWN_FRAUD_DAYS
+    )
     return out

@@ -8,8 +8,17 @@ same definitions:
 * ``customer_*_{N}d``: the customer's transactions with time in (t - N days, t], the current one
   included (so the count is at least 1). Averages are taken in integer cents, divided once.
 * ``terminal_*_{N}d``: the terminal's transactions with time in (t - (N + D) days, t - D days],
-  D = the label delay. ``terminal_risk`` is the share of them whose fraud report was known at t
-  (``reported_at <= t``); 0 when the window is empty.
+  D = the label delay. ``terminal_risk`` is the share of them whose fraud report was known at t;
+  0 when the window is empty.
+* ``terminal_known_fraud_*_{N}d``: the terminal's transactions with time in (t - N days, t], the
+  current one included, whose fraud report was known at t (the count, and its share of them).
+* ``terminal_days_since_known_fraud``: days from the terminal's latest transaction with a known
+  report, within (t - H days, t], to t; ``NO_KNOWN_FRAUD_DAYS`` when there is none.
+
+**When a report is known.** Reports land as one file per day, so a report is known from the end of
+the day its file covers (``report_known_at`` in ``marts.fct_transactions``), never from its
+``reported_at``, which lies earlier in that day: "known at t" means ``report_known_at <= t``. Every
+report-based feature follows this one rule, offline, online and in the test reference.
 
 Adding a feature: declare it here, implement it in :func:`jobs.features.build.compute_features`
 (Spark) and in :func:`jobs.features.online.online_features` (Python), and extend the reference
@@ -26,9 +35,12 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import pandas as pd
 
-FEATURE_SET_MAJOR = 1
+FEATURE_SET_MAJOR = 2  # 2: reports known from the end of their file's day; known-fraud features
 CUSTOMER_WINDOWS = (1, 7, 30)
 TERMINAL_WINDOWS = (1, 7, 30)
+KNOWN_FRAUD_WINDOWS = (3, 7, 14, 28)  # chosen by measurement: README "Features"
+KNOWN_FRAUD_HORIZON_DAYS = 28  # terminal_days_since_known_fraud looks back this far
+NO_KNOWN_FRAUD_DAYS = 999.0  # its value when the terminal has no known fraud in the horizon
 NIGHT_LAST_HOUR = 6  # tx_during_night: hour <= 6
 
 
@@ -87,6 +99,33 @@ def _build() -> tuple[Feature, ...]:
                 f"Share of the terminal's transactions in (t - ({n}+D)d, t - Dd] with a fraud report known at t; 0 if none.",
             ),
         ]
+    for n in KNOWN_FRAUD_WINDOWS:
+        features += [
+            Feature(
+                f"terminal_known_fraud_{n}d",
+                "terminal",
+                n,
+                "int",
+                f"Terminal's transactions in (t - {n}d, t] whose fraud report is known at t.",
+            ),
+            Feature(
+                f"terminal_known_fraud_share_{n}d",
+                "terminal",
+                n,
+                "double",
+                f"terminal_known_fraud_{n}d over the terminal's transactions in (t - {n}d, t], current included.",
+            ),
+        ]
+    features.append(
+        Feature(
+            "terminal_days_since_known_fraud",
+            "terminal",
+            KNOWN_FRAUD_HORIZON_DAYS,
+            "double",
+            f"Days from the terminal's latest transaction in (t - {KNOWN_FRAUD_HORIZON_DAYS}d, t] with a fraud report "
+            f"known at t, to t; {NO_KNOWN_FRAUD_DAYS:g} when there is none.",
+        )
+    )
     return tuple(features)
 
 
@@ -95,10 +134,22 @@ FEATURE_NAMES: tuple[str, ...] = tuple(f.name for f in FEATURES)
 BY_NAME = {f.name: f for f in FEATURES}
 
 
+def lookback_days(delay_days: int) -> int:
+    """How far back from a transaction its features reach (the history a job or the state must hold)."""
+    return max(
+        max(CUSTOMER_WINDOWS), max(TERMINAL_WINDOWS) + delay_days, max(KNOWN_FRAUD_WINDOWS), KNOWN_FRAUD_HORIZON_DAYS
+    )
+
+
 def feature_set_version() -> str:
     """``v<major>-<hash of the declarations>``: changes whenever a feature is added or redefined."""
     payload = json.dumps(
-        {"features": [asdict(f) for f in FEATURES], "night": NIGHT_LAST_HOUR, "major": FEATURE_SET_MAJOR},
+        {
+            "features": [asdict(f) for f in FEATURES],
+            "night": NIGHT_LAST_HOUR,
+            "no_known_fraud": NO_KNOWN_FRAUD_DAYS,
+            "major": FEATURE_SET_MAJOR,
+        },
         sort_keys=True,
     )
     return f"v{FEATURE_SET_MAJOR}-{hashlib.sha256(payload.encode()).hexdigest()[:10]}"

@@ -16,7 +16,7 @@ import sys
 from datetime import date
 
 from jobs.config import Settings, get_settings
-from jobs.features.registry import FEATURE_SET_VERSION, FEATURES
+from jobs.features.registry import FEATURE_SET_VERSION, FEATURES, KNOWN_FRAUD_HORIZON_DAYS, NO_KNOWN_FRAUD_DAYS
 from jobs.platform import gx
 from jobs.platform.logs import setup_logging
 
@@ -32,8 +32,10 @@ def _range(name: str) -> tuple[float | None, float | None]:
         return 0, 1
     if name.startswith("customer_nb_tx_"):
         return 1, None  # the current transaction is always in its own window
-    if name.startswith("terminal_risk_"):
+    if name.startswith(("terminal_risk_", "terminal_known_fraud_share_")):
         return 0, 1
+    if name == "terminal_days_since_known_fraud":
+        return 0, max(KNOWN_FRAUD_HORIZON_DAYS, NO_KNOWN_FRAUD_DAYS)  # the sentinel is the largest value
     return 0, None  # counts, amounts, averages, ratios
 
 

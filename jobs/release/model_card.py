@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from jobs.config import Settings
+from jobs.features.registry import BY_NAME
 from jobs.platform.tracking import Tag, mlflow_client
 
 TRAINED_AT = "trained_at"
@@ -44,6 +45,16 @@ def model_card_markdown(
         if k.startswith(Tag.DELTA_VERSION_PREFIX)
     )
     cost = report["cost"]
+    checks = "\n".join(
+        f"| {c['check']} | {'pass' if c['passed'] else '**fail**'} | {c['detail']} |"
+        for c in decision.get("checks", [])
+    )
+    gains = report.get("feature_importance", {})
+    total = sum(gains.values()) or 1.0
+    importance = "\n".join(
+        f"| {i} | `{name}` | {gain / total:.1%} | {BY_NAME[name].description if name in BY_NAME else ''} |"
+        for i, (name, gain) in enumerate(sorted(gains.items(), key=lambda kv: -kv[1]), start=1)
+    )
     return f"""# Model card: {settings.mlflow.model_name} version {ctx["version"]}
 
 ## Model details
@@ -52,6 +63,10 @@ def model_card_markdown(
 - **Trained:** {tags.get(TRAINED_AT, "n/a")} in MLflow run `{ctx["parent_run_id"]}`; git commit `{tags.get(Tag.GIT_COMMIT)}`; config hash `{tags.get(Tag.CONFIG_HASH)}`.
 - **Hyperparameters:** {json.dumps(ctx.get("best_config", {}), sort_keys=True)}, {ctx.get("best_rounds")} boosting rounds (Ray Tune, {ctx.get("n_trials")} trials, ASHA).
 - **Gate decision:** **{decision["decision"]}** ({decision["checked_at"]}); {"; ".join(decision["reasons"])}.
+
+| gate check | result | detail |
+|---|---|---|
+{checks}
 
 ## Intended use
 Rank card transactions by fraud risk so analysts review the most suspicious cards first (about
@@ -77,6 +92,15 @@ Calibration: Brier score {f(report["calibration"]["brier"], 5)} (base rate {f(re
 Cost view ({cost["alerts"]} alerts at {cost["review_cost_per_alert"]} each): fraud amount caught {cost["fraud_amount_caught"]} of {cost["fraud_amount"]},
 review cost {cost["review_cost"]}, net {cost["net_savings"]}.
 Average-precision trend over the test days: {report["temporal"]["average_precision_trend_per_day"]} per day.
+
+## Features by importance
+Share of the total split gain of the booster, over the {len(gains)} features of feature set
+`{tags.get(Tag.FEATURE_SET_VERSION)}` (definitions in the feature registry; a report counts in a feature
+only from the end of the day its file covers).
+
+| rank | feature | gain share | definition |
+|---|---|---|---|
+{importance}
 
 ## Metrics by slice
 A slice is flagged when its AUC is more than {settings.gate.slice_margin} below the overall AUC and it has enough frauds to say so.

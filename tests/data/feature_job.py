@@ -31,6 +31,7 @@ def setup(spark) -> None:
             ts = datetime(day.year, day.month, day.day) + timedelta(seconds=int(rng.integers(0, 86_400)))
             fraud = rng.random() < 0.1
             reported = ts + timedelta(hours=int(rng.integers(1, 48))) if fraud else None
+            known = datetime.combine(reported.date() + timedelta(days=1), datetime.min.time()) if fraud else None
             rows.append(
                 (
                     f"x{d:02d}{i:03d}",
@@ -39,12 +40,13 @@ def setup(spark) -> None:
                     f"t{rng.integers(0, 8)}",
                     float(round(rng.uniform(5, 300), 2)),
                     reported,
+                    known,
                     day,
                 )
             )
     schema = (
         "transaction_id string, tx_datetime timestamp, customer_id string, terminal_id string, tx_amount double, "
-        "reported_at timestamp, batch_date date"
+        "reported_at timestamp, report_known_at timestamp, batch_date date"
     )
     spark.sql("CREATE SCHEMA IF NOT EXISTS marts")
     spark.createDataFrame(rows, schema).write.format("delta").mode("overwrite").saveAsTable("marts.fct_transactions")

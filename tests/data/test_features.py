@@ -18,7 +18,9 @@ from jobs.features.registry import FEATURE_NAMES
 
 DELAY = 7
 BASE = datetime(2026, 2, 1, tzinfo=UTC)
-Tx = namedtuple("Tx", "transaction_id tx_datetime customer_id terminal_id cents reported_at")
+# known_at: when the transaction's fraud report became known (the end of its file's day); None = never.
+Tx = namedtuple("Tx", "transaction_id tx_datetime customer_id terminal_id cents known_at")
+NO_FRAUD = 999.0  # terminal_days_since_known_fraud without a known fraud in the last 28 days
 
 
 def reference_features(rows: list[Tx], delay: int = DELAY, targets: list[Tx] | None = None) -> dict[str, dict]:
@@ -40,12 +42,24 @@ def reference_features(rows: list[Tx], delay: int = DELAY, targets: list[Tx] | N
         f["customer_amount_ratio_30d"] = (
             (r.cents / 100) / f["customer_avg_amount_30d"] if f["customer_avg_amount_30d"] else 1.0
         )
+        terminal = [x for x in rows if x.terminal_id == r.terminal_id]
+        known_at_t = [x for x in terminal if x.known_at is not None and x.known_at <= t]
         for n in (1, 7, 30):
             lo, hi = t - timedelta(days=n + delay), t - timedelta(days=delay)
-            window = [x for x in rows if x.terminal_id == r.terminal_id and lo < x.tx_datetime <= hi]
-            known = [x for x in window if x.reported_at is not None and x.reported_at <= t]
+            window = [x for x in terminal if lo < x.tx_datetime <= hi]
+            known = [x for x in known_at_t if lo < x.tx_datetime <= hi]
             f[f"terminal_nb_tx_{n}d"] = len(window)
             f[f"terminal_risk_{n}d"] = len(known) / len(window) if window else 0.0
+        for n in (3, 7, 14, 28):
+            lo = t - timedelta(days=n)
+            window = [x for x in terminal if lo < x.tx_datetime <= t]
+            known = [x for x in known_at_t if lo < x.tx_datetime <= t]
+            f[f"terminal_known_fraud_{n}d"] = len(known)
+            f[f"terminal_known_fraud_share_{n}d"] = len(known) / len(window)
+        recent = [x.tx_datetime for x in known_at_t if t - timedelta(days=28) < x.tx_datetime <= t]
+        f["terminal_days_since_known_fraud"] = (
+            (t - max(recent)) / timedelta(microseconds=1) / 86_400_000_000 if recent else NO_FRAUD
+        )
         out[r.transaction_id] = f
     return out
 
@@ -61,14 +75,14 @@ def spark_features(spark, rows: list[Tx], delay: int = DELAY) -> dict[str, dict]
                 r.customer_id,
                 r.terminal_id,
                 r.cents / 100,
-                r.reported_at,
+                r.known_at,
                 BASE.date(),
                 True,
             )
             for r in rows
         ],
         "transaction_id string, tx_datetime timestamp, customer_id string, terminal_id string, tx_amount double, "
-        "reported_at timestamp, batch_date date, is_target boolean",
+        "report_known_at timestamp, batch_date date, is_target boolean",
     )
     return {
         row["transaction_id"]: {k: row[k] for k in FEATURE_NAMES} for row in compute_features(frame, delay).collect()
@@ -83,7 +97,11 @@ def serving_features(rows: list[Tx], delay: int = DELAY) -> dict[str, dict]:
             for x in rows
             if x.customer_id == r.customer_id and x is not r and x.tx_datetime <= r.tx_datetime
         ]
-        terminal = [(x.tx_datetime, x.reported_at) for x in rows if x.terminal_id == r.terminal_id]
+        terminal = [
+            (x.tx_datetime, x.known_at)
+            for x in rows
+            if x.terminal_id == r.terminal_id and x is not r and x.tx_datetime <= r.tx_datetime
+        ]
         out[r.transaction_id] = online_features(r.tx_datetime, r.cents / 100, customer, terminal, delay)
     return out
 
@@ -99,13 +117,17 @@ def histories(draw, max_rows: int = 24) -> list[Tx]:
     rows = []
     for i in range(n):
         ts = BASE + timedelta(days=draw(st.integers(0, 40)), seconds=draw(_SECONDS), microseconds=draw(_MICROS))
-        reported = draw(
+        # A report becomes known after its transaction: at the end of a day (as files land) or, to
+        # probe the window edges, a second or an hour past a whole number of days.
+        midnight = datetime.combine(ts.date(), datetime.min.time(), tzinfo=UTC)
+        known = draw(
             st.one_of(
                 st.none(),
+                st.builds(lambda d, m=midnight: m + timedelta(days=d), st.integers(1, 12)),
                 st.builds(
                     lambda d, s, ts=ts: ts + timedelta(days=d, seconds=s),
                     st.integers(0, 12),
-                    st.sampled_from([0, 1, 3600]),
+                    st.sampled_from([1, 3600]),
                 ),
             )
         )
@@ -116,7 +138,7 @@ def histories(draw, max_rows: int = 24) -> list[Tx]:
                 draw(st.sampled_from(["c1", "c2", "c3"])),
                 draw(st.sampled_from(["t1", "t2"])),
                 draw(st.integers(0, 300_000)),
-                reported,
+                known,
             )
         )
     return rows
@@ -141,10 +163,10 @@ def test_later_transactions_and_reports_never_change_earlier_features(spark, row
             r = r._replace(
                 cents=data.draw(st.integers(0, 300_000)), customer_id=data.draw(st.sampled_from(["c1", "c2"]))
             )
-        # any report filed after the cutoff may appear, move or vanish
-        if data.draw(st.booleans()) and (r.reported_at is None or r.reported_at > cutoff):
+        # any report that becomes known after the cutoff may appear, move or vanish
+        if data.draw(st.booleans()) and (r.known_at is None or r.known_at > cutoff):
             late = cutoff + timedelta(microseconds=1, days=data.draw(st.integers(0, 5)))
-            r = r._replace(reported_at=data.draw(st.sampled_from([None, max(late, r.tx_datetime)])))
+            r = r._replace(known_at=data.draw(st.sampled_from([None, max(late, r.tx_datetime + timedelta(seconds=1))])))
         changed.append(r)
     # New transactions after the cutoff, on the same customers and terminals.
     for i, x in enumerate(later):
@@ -182,7 +204,7 @@ def test_build_features_matches_reference_and_backfill_rewrites_one_date(marts, 
             r["customer_id"],
             r["terminal_id"],
             round(r["tx_amount"] * 100),
-            r["reported_at"],
+            r["report_known_at"],
         )
         for r in spark.sql(
             f"SELECT * FROM marts.fct_transactions WHERE tx_datetime > TIMESTAMP'{days[0] - timedelta(days=40)}' "

@@ -12,7 +12,7 @@ from jobs.platform.dbt_runner import run_dbt
 
 FCT_COLUMNS = (
     "transaction_id, tx_datetime, tx_date, customer_id, terminal_id, tx_amount, label_status, is_fraud, "
-    "reported_at, label_available_at, batch_date, source_ingested_at"
+    "reported_at, report_known_at, label_available_at, batch_date, source_ingested_at"
 )
 
 
@@ -46,25 +46,28 @@ def test_incremental_history_equals_full_refresh_and_labels_follow_reports(histo
 
     # Every label as of the last day, recomputed from bronze in plain Python.
     as_of_end = datetime.combine(days[-1] + timedelta(days=1), time())
-    reports: dict[str, datetime] = {}
-    for r in spark.sql("SELECT transaction_id, reported_at FROM bronze.fraud_reports").collect():
-        reports[r["transaction_id"]] = min(reports.get(r["transaction_id"], r["reported_at"]), r["reported_at"])
+    # The earliest report per transaction, and the day of its file (a report is known when that day ends).
+    reports: dict[str, tuple] = {}
+    for r in spark.sql("SELECT transaction_id, reported_at, batch_date FROM bronze.fraud_reports").collect():
+        mine = (r["reported_at"], r["batch_date"])
+        reports[r["transaction_id"]] = min(reports.get(r["transaction_id"], mine), mine)
     transactions = spark.sql(
         f"SELECT transaction_id, tx_datetime FROM bronze.transactions WHERE batch_date BETWEEN DATE'{days[0]}' AND DATE'{days[-1]}'"
     ).collect()
     fct = {
         r["transaction_id"]: r
         for r in spark.sql(
-            f"SELECT transaction_id, label_status, label_available_at FROM marts.fct_transactions "
+            f"SELECT transaction_id, label_status, label_available_at, report_known_at FROM marts.fct_transactions "
             f"WHERE batch_date BETWEEN DATE'{days[0]}' AND DATE'{days[-1]}'"
         ).collect()
     }
     assert len(fct) == len(transactions) > 0
     statuses = set()
     for tx in transactions:
-        reported = reports.get(tx["transaction_id"])
+        reported, file_day = reports.get(tx["transaction_id"], (None, None))
         if reported is not None and reported < tx["tx_datetime"]:
             reported = None
+        known = None if reported is None else datetime.combine(file_day + timedelta(days=1), time())
         if reported is not None and reported < as_of_end:
             expected, available = "fraud", reported
         elif tx["tx_datetime"] + timedelta(days=2) <= as_of_end:
@@ -73,6 +76,7 @@ def test_incremental_history_equals_full_refresh_and_labels_follow_reports(histo
             expected, available = "pending", None
         row = fct[tx["transaction_id"]]
         assert (row["label_status"], row["label_available_at"]) == (expected, available), tx["transaction_id"]
+        assert row["report_known_at"] == known, tx["transaction_id"]
         statuses.add(expected)
     assert statuses == {"fraud", "genuine", "pending"}
 

@@ -94,6 +94,7 @@ labelled as (
         candidates.terminal_id,
         candidates.tx_amount,
         candidates.reported_at,
+        candidates.report_known_at,
         case
             when candidates.reported_at < as_of.as_of_end then 'fraud'
             when candidates.tx_datetime + make_interval(0, 0, 0, {{ var('label_maturity_days') }}) <= as_of.as_of_end then 'genuine'
@@ -118,6 +119,7 @@ final as (
         label_status,
         case label_status when 'fraud' then 1 when 'genuine' then 0 end as is_fraud,
         reported_at,
+        report_known_at,
         case label_status
             when 'fraud' then reported_at
             when 'genuine' then tx_datetime + make_interval(0, 0, 0, {{ var('label_maturity_days') }})
