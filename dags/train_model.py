@@ -76,7 +76,7 @@ def _int(default: int, minimum: int, description: str) -> Param:
     },
 )
 def train_model():
-    @task(pool=settings.airflow.spark_pool)
+    @task  # reads Delta with delta-rs: no Spark, so not in the Spark pool
     def build_training_set(params: dict | None = None, run_id: str | None = None) -> dict:
         from datetime import date
 

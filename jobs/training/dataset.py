@@ -37,6 +37,7 @@ import pandas as pd
 
 from jobs.config import Settings, get_settings
 from jobs.features.registry import FEATURE_NAMES, FEATURE_SET_VERSION
+from jobs.platform import delta
 
 log = logging.getLogger(__name__)
 
@@ -218,52 +219,59 @@ def split(frame: pd.DataFrame, plan: Plan, maturity_days: int) -> tuple[SplitDat
 # reading the lakehouse
 
 
-def _read_pinned(spark, table: str, version: int):
-    location = spark.sql(f"DESCRIBE DETAIL {table}").collect()[0]["location"]
-    return spark.read.format("delta").option("versionAsOf", version).load(location)
+def _read_pinned(settings: Settings, table: str, version: int, columns: list[str], filters=None) -> pd.DataFrame:
+    """``columns`` of ``table`` at Delta ``version`` (time travel), read with delta-rs (no JVM).
+
+    Timestamps come back naive UTC and dates as ``datetime.date``, as Spark's ``toPandas`` gave them.
+    """
+    from deltalake import DeltaTable
+
+    frame = (
+        DeltaTable(str(delta.path(settings, table)), version=version)
+        .to_pyarrow_table(columns=columns, filters=filters)
+        .to_pandas()
+    )
+    for c in frame.columns:
+        if isinstance(frame[c].dtype, pd.DatetimeTZDtype):
+            frame[c] = frame[c].dt.tz_convert("UTC").dt.tz_localize(None).astype("datetime64[us]")
+    return frame
 
 
-def current_versions(spark) -> dict[str, int]:
-    from jobs.platform.lakehouse import table_version
-
+def current_versions(settings: Settings) -> dict[str, int]:
+    """The latest Delta version of every table a training set reads (what it pins)."""
     versions = {}
     for table in PINNED_TABLES:
-        v = table_version(spark, table)
+        v = delta.version(settings, table)
         if v is None:
             raise ValueError(f"{table} does not exist: run data_pipeline (or `make demo`) first")
         versions[table] = v
     return versions
 
 
-def load_frame(spark, first_day: date, last_day: date, versions: dict[str, int]) -> pd.DataFrame:
+def load_frame(settings: Settings, first_day: date, last_day: date, versions: dict[str, int]) -> pd.DataFrame:
     """Rows with ``tx_date`` in ``first_day``..``last_day``: features, times, report, slice columns."""
-    from pyspark.sql import functions as F
-
-    feats = _read_pinned(spark, FEATURES_TABLE, versions[FEATURES_TABLE]).where(F.col("batch_date") >= F.lit(first_day))
-    fct = _read_pinned(spark, FACT_TABLE, versions[FACT_TABLE])
-    rows = (
-        fct.where(F.col("tx_date").between(F.lit(first_day), F.lit(last_day)))
-        .select("transaction_id", "tx_datetime", "tx_date", "customer_id", "terminal_id", "reported_at")
-        .join(feats.select("transaction_id", "feature_set_version", *FEATURE_NAMES), "transaction_id")
-        .join(
-            _read_pinned(spark, CUSTOMERS_TABLE, versions[CUSTOMERS_TABLE]).select("customer_id", "segment", "region"),
-            "customer_id",
-            "left",
-        )
-        .join(
-            _read_pinned(spark, TERMINALS_TABLE, versions[TERMINALS_TABLE]).select("terminal_id", "merchant_category"),
-            "terminal_id",
-            "left",
-        )
+    fct = _read_pinned(
+        settings,
+        FACT_TABLE,
+        versions[FACT_TABLE],
+        ["transaction_id", "tx_datetime", "tx_date", "customer_id", "terminal_id", "reported_at"],
+        [("tx_date", ">=", first_day), ("tx_date", "<=", last_day)],
     )
-    frame = rows.toPandas()
-    expected = {
-        r["tx_date"]: r["n"]
-        for r in fct.where(F.col("tx_date").between(F.lit(first_day), F.lit(last_day)))
-        .groupBy("tx_date")
-        .agg(F.count(F.lit(1)).alias("n"))
-        .collect()
-    }
+    feats = _read_pinned(
+        settings,
+        FEATURES_TABLE,
+        versions[FEATURES_TABLE],
+        ["transaction_id", "feature_set_version", *FEATURE_NAMES],
+        [("batch_date", ">=", first_day)],
+    )
+    customers = _read_pinned(settings, CUSTOMERS_TABLE, versions[CUSTOMERS_TABLE], ["customer_id", "segment", "region"])
+    terminals = _read_pinned(settings, TERMINALS_TABLE, versions[TERMINALS_TABLE], ["terminal_id", "merchant_category"])
+    frame = (
+        fct.merge(feats, on="transaction_id", how="inner", validate="one_to_one")
+        .merge(customers, on="customer_id", how="left", validate="many_to_one")
+        .merge(terminals, on="terminal_id", how="left", validate="many_to_one")
+    )
+    expected = fct.groupby("tx_date").size().to_dict()
     got = frame.groupby("tx_date").size().to_dict() if len(frame) else {}
     missing = {str(d): n - got.get(d, 0) for d, n in sorted(expected.items()) if got.get(d, 0) != n}
     if missing:
@@ -277,13 +285,12 @@ def load_frame(spark, first_day: date, last_day: date, versions: dict[str, int])
     return frame.sort_values(["tx_datetime", "transaction_id"], kind="mergesort").reset_index(drop=True)
 
 
-def data_end(spark, versions: dict[str, int]) -> date:
-    from pyspark.sql import functions as F
-
-    last = _read_pinned(spark, FACT_TABLE, versions[FACT_TABLE]).agg(F.max("tx_date")).collect()[0][0]
-    if last is None:
+def data_end(settings: Settings, versions: dict[str, int]) -> date:
+    """The last transaction day in the pinned fact table."""
+    days = _read_pinned(settings, FACT_TABLE, versions[FACT_TABLE], ["tx_date"])["tx_date"]
+    if days.empty:
         raise ValueError(f"{FACT_TABLE} is empty: run data_pipeline first")
-    return last
+    return max(days)
 
 
 def frame_hash(frame: pd.DataFrame) -> str:
@@ -301,14 +308,14 @@ def build_training_set(
     n_folds: int | None = None,
     versions: dict[str, int] | None = None,
 ) -> dict:
-    """Read the pinned tables, check the span is covered, write frame + manifest to ``out_dir``."""
-    from jobs.platform.spark import get_spark
+    """Read the pinned tables, check the span is covered, write frame + manifest to ``out_dir``.
 
+    The tables are read at their pinned Delta versions with delta-rs: no Spark session, no JVM.
+    """
     settings = settings or get_settings()
     maturity, t = settings.data.label_maturity_days, settings.training
-    spark = get_spark(settings, app_name="training-set")
-    versions = versions or current_versions(spark)
-    end = data_end(spark, versions)
+    versions = versions or current_versions(settings)
+    end = data_end(settings, versions)
     label_as_of = datetime.combine(end + timedelta(days=1), datetime.min.time())
     plan = plan_windows(
         last_test_day or end - timedelta(days=maturity),
@@ -332,7 +339,7 @@ def build_training_set(
         )
     if not plan.folds:
         raise ValueError("tuning needs at least one validation fold (n_folds >= 1)")
-    frame = load_frame(spark, plan.first_day, plan.last_day, versions)
+    frame = load_frame(settings, plan.first_day, plan.last_day, versions)
     if frame.empty or frame["tx_date"].min() > plan.first_day:
         have = "nothing" if frame.empty else f"data from {frame['tx_date'].min()}"
         raise ValueError(

@@ -16,7 +16,7 @@ def test_pinned_versions_reproduce_the_set_after_the_tables_change(feature_histo
     windows = dict(last_test_day=days[7], train_days=2, gap_days=2, test_days=1, n_folds=1)
     first = build_training_set(tmp_path / "a", quick, **windows)
     assert set(first["delta_versions"]) == set(PINNED_TABLES)
-    assert first["delta_versions"] == current_versions(spark)
+    assert first["delta_versions"] == current_versions(settings)
 
     # A later write changes the features; the pinned versions still read the old rows.
     spark.sql(
@@ -79,7 +79,7 @@ def test_windows_that_would_bias_the_labels_are_refused(feature_history, setting
 
 def test_transactions_without_features_are_refused_with_their_days(feature_history, settings, spark, tmp_path):
     days = feature_history
-    versions = {**current_versions(spark), FEATURES_TABLE: 0}  # version 0: the table before any feature was written
+    versions = {**current_versions(settings), FEATURES_TABLE: 0}  # version 0: the table before any feature was written
     with pytest.raises(ValueError, match=r"transactions without features \(per day: \{'2025-03-0[0-9]': [0-9]+") as err:
         build_training_set(
             tmp_path,
