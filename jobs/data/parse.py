@@ -70,6 +70,15 @@ def printable(line: str) -> str:
     return line.encode("utf-8", errors="surrogateescape").decode("utf-8", errors="backslashreplace")
 
 
+def _unreadable(number: int, line: str) -> tuple[int, str, str] | None:
+    """The reject of a line no format can read (blank, or not UTF-8), or None: one rule for CSV and JSONL."""
+    if not line.strip():
+        return number, line, "blank_line"
+    if _SURROGATE.search(line):
+        return number, printable(line), "invalid_utf8"
+    return None
+
+
 def parse_file(path: Path, raw: bytes | None = None) -> ParsedFile:
     """Split ``path`` (or its already-read bytes) into records and structural rejects."""
     raw = path.read_bytes() if raw is None else raw
@@ -146,11 +155,9 @@ def _parse_csv(raw: bytes) -> ParsedFile:
             extra_numbers.append(number)
             lines[number] = text
             continue
-        if not text.strip():
-            rejects.append((number, text, "blank_line"))
-            continue
-        if _SURROGATE.search(text):
-            rejects.append((number, printable(text), "invalid_utf8"))
+        reject = _unreadable(number, text)
+        if reject:
+            rejects.append(reject)
             continue
         if '"' in text:
             try:
@@ -225,11 +232,9 @@ def _parse_jsonl(raw: bytes) -> ParsedFile:
     numbers: list[int] = []
     rejects: list[tuple[int, str, str]] = []
     for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            rejects.append((number, line, "blank_line"))
-            continue
-        if _SURROGATE.search(line):
-            rejects.append((number, printable(line), "invalid_utf8"))
+        reject = _unreadable(number, line)
+        if reject:
+            rejects.append(reject)
             continue
         try:
             obj = json.loads(line)
