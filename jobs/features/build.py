@@ -25,6 +25,7 @@ from datetime import UTC, date, datetime, timedelta
 from jobs.config import Settings, get_settings
 from jobs.features.registry import (
     CUSTOMER_WINDOWS,
+    DAY_US,
     FEATURE_NAMES,
     FEATURE_SET_VERSION,
     FEATURES,
@@ -46,7 +47,6 @@ FEATURES_TABLE = "features.transaction_features"
 CUSTOMER_STATE_TABLE = "features.customer_state"
 TERMINAL_STATE_TABLE = "features.terminal_state"
 STATE_RETENTION_DAYS = 7
-DAY_US = 86_400 * 1_000_000
 KEY_COLUMNS = ("transaction_id", "tx_datetime", "customer_id", "terminal_id", "batch_date")
 SPARK_TYPES = {"int": "int", "double": "double"}
 

@@ -14,6 +14,7 @@ from decimal import ROUND_HALF_UP, Decimal
 
 from jobs.features.registry import (
     CUSTOMER_WINDOWS,
+    DAY_US,
     KNOWN_FRAUD_HORIZON_DAYS,
     KNOWN_FRAUD_WINDOWS,
     NIGHT_LAST_HOUR,
@@ -22,7 +23,6 @@ from jobs.features.registry import (
 )
 
 _MICROSECOND = timedelta(microseconds=1)
-_DAY_US = 86_400 * 1_000_000
 
 
 def cents(amount: float) -> int:
@@ -74,6 +74,6 @@ def online_features(
         out[f"terminal_known_fraud_share_{n}d"] = k / nb
     recent = [ts for ts in known_frauds if ts > t - timedelta(days=KNOWN_FRAUD_HORIZON_DAYS)]
     out["terminal_days_since_known_fraud"] = (
-        ((t - max(recent)) // _MICROSECOND) / _DAY_US if recent else NO_KNOWN_FRAUD_DAYS
+        ((t - max(recent)) // _MICROSECOND) / DAY_US if recent else NO_KNOWN_FRAUD_DAYS
     )
     return out

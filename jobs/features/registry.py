@@ -42,6 +42,7 @@ KNOWN_FRAUD_WINDOWS = (3, 7, 14, 28)  # chosen by measurement: README "Features"
 KNOWN_FRAUD_HORIZON_DAYS = 28  # terminal_days_since_known_fraud looks back this far
 NO_KNOWN_FRAUD_DAYS = 999.0  # its value when the terminal has no known fraud in the horizon
 NIGHT_LAST_HOUR = 6  # tx_during_night: hour <= 6
+DAY_US = 86_400 * 1_000_000  # windows are ranges over time in microseconds, offline and online
 
 
 @dataclass(frozen=True)
