@@ -74,41 +74,22 @@ def pytest_xdist_make_scheduler(config, log):
     """
     from xdist.scheduler import LoadScopeScheduling
 
+    config.option.loadscopereorder = False  # units in collection order, but for LONGEST_FIRST
+
     class OneFileOrTheHistory(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
             path = nodeid.split("::")[0]
             return "shared-history" if path in HISTORY_FILES else path
 
-        def schedule(self):
-            """xdist's initial distribution, with the work units queued longest first.
+        def _assign_work_unit(self, node):
+            """Hand out the longest unit left first (so no worker is left with one at the end).
 
-            The queue is ordered here, not the collections: xdist sends a worker *indexes* into
-            that worker's own collection, so reordering ``registered_collections`` would send
-            other tests than the unit's (files would then be split and their fixtures rebuilt).
+            The queue is reordered, never the collections: xdist sends a worker *indexes* into that
+            worker's own collection, so reordered collections would send other tests than the unit's.
             """
-            if self.collection is not None:
-                return super().schedule()
-            if not self._check_nodes_have_same_collection():
-                self.log("**Different tests collected, aborting run**")
-                return
-            self.collection = list(next(iter(self.registered_collections.values())))
-            if not self.collection:
-                return
-            units: dict[str, dict[str, bool]] = {}
-            for nodeid in self.collection:
-                units.setdefault(self._split_scope(nodeid), {})[nodeid] = False
-            for scope in sorted(units, key=lambda scope: LONGEST_FIRST.get(scope, len(LONGEST_FIRST))):
-                self.workqueue[scope] = units[scope]
-            for _ in range(max(0, len(self.nodes) - len(self.workqueue))):  # more workers than units
-                unused, _ = self.assigned_work.popitem()
-                unused.shutdown()
-            for node in self.nodes:
-                self._assign_work_unit(node)
-            for node in self.nodes:
-                self._reschedule(node)
-            if not self.workqueue:
-                for node in self.nodes:
-                    node.shutdown()
+            first = min(self.workqueue, key=lambda scope: LONGEST_FIRST.get(scope, len(LONGEST_FIRST)))
+            self.workqueue.move_to_end(first, last=False)
+            super()._assign_work_unit(node)
 
     return OneFileOrTheHistory(config, log)
 
