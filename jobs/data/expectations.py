@@ -7,18 +7,15 @@ quarantine each bad row with the rule or rules it broke.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
-from functools import cache
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from jobs.data.contract import suite_definition
 from jobs.platform import gx
 
-SUITES_DIR = Path(__file__).resolve().parent / "suites"
 ROW_INDEX = "_row"
 
 
@@ -32,11 +29,6 @@ class ValidationOutcome:
     @property
     def success(self) -> bool:
         return not any(len(v) for v in self.failures.values())
-
-
-@cache
-def suite_definition(name: str) -> dict:
-    return json.loads((SUITES_DIR / f"{name}.json").read_text())
 
 
 def load_suite(name: str):

@@ -38,6 +38,7 @@ import pandas as pd
 import pyarrow as pa
 
 from jobs.config import Settings, get_settings
+from jobs.data.contract import TIMESTAMP_FORMAT
 from jobs.data.expectations import ROW_INDEX, required_columns, suite_columns, validate_rows
 from jobs.data.landing import LANDING_SOURCES
 from jobs.data.parse import STRING, ParsedFile, UnreadableFile, parse_file
@@ -47,7 +48,6 @@ from jobs.platform.logs import Progress, setup_logging
 
 log = logging.getLogger(__name__)
 
-TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S"
 # Names the pipeline uses itself (lineage, quarantine and internal columns): not allowed in a file.
 RESERVED_COLUMNS = frozenset(
     {
