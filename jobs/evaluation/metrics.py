@@ -25,18 +25,17 @@ def threshold_free(y, s) -> dict:
     return {"auc": _safe(roc_auc_score, y, s), "average_precision": _safe(average_precision_score, y, s)}
 
 
-def _daily_alerts(frame: pd.DataFrame, scores, k: int):
-    """Per day, in order: the day's rows and the ``k`` cards alerted, as the handbook's Card Precision@k.
+def _eligible_rows(frame: pd.DataFrame, scores) -> pd.DataFrame:
+    """day, card, label, score, amount per transaction, without cards already known compromised.
 
-    Cards already known to be compromised (a report before that day, column
-    ``card_first_reported_at`` if present) and cards detected on earlier days are dropped; each card
-    is scored by its highest transaction score that day.
+    A card is known compromised on a day when it had a report before that day (column
+    ``card_first_reported_at``, if present); it is no longer an alert, whatever its score.
     """
     df = pd.DataFrame(
         {
             "day": frame["tx_date"].to_numpy(),
             "card": frame["customer_id"].to_numpy(),
-            "label": frame["label"].to_numpy(),
+            "label": frame["label"].to_numpy() if "label" in frame else np.zeros(len(frame), dtype=int),
             "score": np.asarray(scores, dtype=float),
             "amount": frame["tx_amount"].to_numpy() if "tx_amount" in frame else np.zeros(len(frame)),
         }
@@ -45,6 +44,16 @@ def _daily_alerts(frame: pd.DataFrame, scores, k: int):
         first = pd.to_datetime(frame["card_first_reported_at"]).to_numpy()
         day_start = pd.to_datetime(df["day"]).to_numpy()
         df = df[~(~pd.isna(first) & (first < day_start))]
+    return df
+
+
+def _daily_alerts(frame: pd.DataFrame, scores, k: int):
+    """Per day, in order: the day's rows and the ``k`` cards alerted, as the handbook's Card Precision@k.
+
+    Cards already known to be compromised (:func:`_eligible_rows`) and cards detected on earlier
+    days are dropped; each card is scored by its highest transaction score that day.
+    """
+    df = _eligible_rows(frame, scores)
     detected: set = set()
     for day in sorted(df["day"].unique()):
         today = df[(df["day"] == day) & ~df["card"].isin(detected)]
@@ -68,6 +77,34 @@ def card_precision_at_k(frame: pd.DataFrame, scores, k: int = 100) -> dict:
         detected += len(hits)
     mean = float(np.mean(list(per_day.values()))) if per_day else None
     return {"k": k, "mean": mean, "per_day": per_day, "detected_cards": detected}
+
+
+def alert_threshold(frame: pd.DataFrame, scores, k: int) -> dict:
+    """The score at or above which a card is alerted so that alerts per day match the review budget ``k``.
+
+    Per day, each card not already known compromised counts once, with its highest score (as in
+    :func:`_daily_alerts`); the threshold is the ``k x days``-th highest of those card-day
+    scores, so over the window the days together raise ``k`` alerts a day on average. Returned
+    with the alerts per day it gives on the window (mean, min, max).
+    """
+    base = _eligible_rows(frame, scores)
+    card_days = base.groupby(["day", "card"])["score"].max()
+    days = max(base["day"].nunique(), 1)
+    ranked = np.sort(card_days.to_numpy())[::-1]
+    if not len(ranked):
+        return {"threshold": None, "k": k, "days": 0, "alerts_per_day": {}}
+    threshold = float(ranked[min(k * days, len(ranked)) - 1])
+    per_day = (card_days >= threshold).groupby(level="day").sum()
+    return {
+        "threshold": threshold,
+        "k": k,
+        "days": int(days),
+        "alerts_per_day": {
+            "mean": float(per_day.mean()),
+            "min": int(per_day.min()),
+            "max": int(per_day.max()),
+        },
+    }
 
 
 def cost_view(frame: pd.DataFrame, scores, k: int, review_cost: float) -> dict:
@@ -174,6 +211,7 @@ def evaluate(frame: pd.DataFrame, scores, cfg: dict, slice_margin: float) -> dic
         "calibration": calibration(y, scores),
         "slices": slices(frame, scores, overall["auc"], slice_margin, ev["min_slice_frauds"]),
         "temporal": temporal(frame, scores),
+        "alert_threshold": alert_threshold(frame, scores, ev["top_k"]),
     }
     report["flagged_slices"] = [f"{s['slice']}={s['value']}" for s in report["slices"] if s["flagged"]]
     return report

@@ -86,6 +86,9 @@ class Metric:
     BASELINE_AP = "baseline_average_precision"
     ROBUSTNESS_PASSED = "robustness_passed"
     FLAGGED_SLICES = "flagged_slices"
+    # the score at or above which serving and batch scoring alert: chosen on the test window so that
+    # alerts per day match the review budget k (jobs.evaluation.metrics.alert_threshold)
+    ALERT_THRESHOLD = "alert_threshold"
 
     @staticmethod
     def test_card_precision(k: int) -> str:

@@ -45,6 +45,7 @@ def model_card_markdown(
         if k.startswith(Tag.DELTA_VERSION_PREFIX)
     )
     cost = report["cost"]
+    at = report.get("alert_threshold", {})
     checks = "\n".join(
         f"| {c['check']} | {'pass' if c['passed'] else '**fail**'} | {c['detail']} |"
         for c in decision.get("checks", [])
@@ -91,6 +92,9 @@ populations or merchants unlike the training data (other countries, card-not-pre
 Calibration: Brier score {f(report["calibration"]["brier"], 5)} (base rate {f(report["calibration"]["base_rate"], 5)}).
 Cost view ({cost["alerts"]} alerts at {cost["review_cost_per_alert"]} each): fraud amount caught {cost["fraud_amount_caught"]} of {cost["fraud_amount"]},
 review cost {cost["review_cost"]}, net {cost["net_savings"]}.
+Alert threshold: **{f(at.get("threshold"), 6)}**. Serving and batch scoring alert at or above it; chosen on the test window so that
+alerts match the review budget of {at.get("k")} cards a day ({at.get("alerts_per_day", {}).get("mean", "n/a")} a day on average over
+{at.get("days")} days, between {at.get("alerts_per_day", {}).get("min", "n/a")} and {at.get("alerts_per_day", {}).get("max", "n/a")}).
 Average-precision trend over the test days: {report["temporal"]["average_precision_trend_per_day"]} per day.
 
 ## Features by importance

@@ -80,6 +80,7 @@ def stage_evaluate(ctx: dict, settings: Settings | None = None) -> dict:
         Metric.TEST_NET_SAVINGS: result["cost"]["net_savings"],
         Metric.ROBUSTNESS_PASSED: float(all(t["passed"] for t in result["robustness"])),
         Metric.FLAGGED_SLICES: float(len(result["flagged_slices"])),
+        Metric.ALERT_THRESHOLD: result["alert_threshold"]["threshold"],
     }
     now = int(time.time() * 1000)
     client.log_batch(
