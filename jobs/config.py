@@ -87,6 +87,15 @@ class StorageSettings:
     def ray_dir(self) -> Path:
         return self.data_dir / "ray"
 
+    @property
+    def serving_dir(self) -> Path:
+        """The service's files: the embedded online store and the prediction log."""
+        return self.data_dir / "serving"
+
+    @property
+    def prediction_log_dir(self) -> Path:
+        return self.serving_dir / "prediction_log"
+
     def landing_file(self, source: str, day: date) -> Path | None:
         """The landing file of ``source`` for ``day`` (CSV preferred, JSON lines accepted), or None."""
         for suffix in (".csv", ".jsonl", ".json"):
@@ -279,6 +288,51 @@ class GateSettings:
 
 
 @dataclass(frozen=True)
+class ServingSettings:
+    """The scoring service (``serving/``), its online feature store and batch scoring."""
+
+    online_store_url: str = setting(
+        "PIPELINE_ONLINE_STORE_URL",
+        "",
+        "online feature store: empty = SQLite file under data_dir/serving; redis://host:port/db = Redis",
+    )
+    host: str = setting("PIPELINE_SERVING_HOST", "127.0.0.1", "address the service listens on")
+    port: int = setting("PIPELINE_SERVING_PORT", "3000", "port of the service", minimum=1, maximum=65535)
+    workers: int = setting(
+        "PIPELINE_SERVING_WORKERS",
+        "1",
+        "service worker processes (each loads the model and batches on its own)",
+        minimum=1,
+    )
+    max_batch_size: int = setting(
+        "PIPELINE_SERVING_MAX_BATCH", "1000", "adaptive batching: most transactions scored in one call", minimum=1
+    )
+    access_log: bool = setting("PIPELINE_SERVING_ACCESS_LOG", "false", "log every HTTP request (BentoML access log)")
+    max_latency_ms: int = setting(
+        "PIPELINE_SERVING_MAX_LATENCY_MS",
+        "1000",
+        "adaptive batching: a batch waits at most this long before BentoML sheds it (503); keep it generous",
+        minimum=1,
+    )
+    max_request_items: int = setting(
+        "PIPELINE_SERVING_MAX_ITEMS", "1000", "most transactions in one /score request", minimum=1
+    )
+    max_body_bytes: int = setting(
+        "PIPELINE_SERVING_MAX_BODY_BYTES", "1048576", "largest /score request body (413 above)", minimum=1024
+    )
+    log_rotate_s: int = setting(
+        "PIPELINE_PREDICTION_LOG_ROTATE_S",
+        "300",
+        "a worker closes its prediction-log file and starts a new one this often (closed files are loaded)",
+        minimum=1,
+    )
+
+    @property
+    def backend(self) -> str:
+        return "redis" if self.online_store_url.startswith(("redis://", "rediss://", "unix://")) else "sqlite"
+
+
+@dataclass(frozen=True)
 class Settings:
     """Resolved configuration, one small object per concern. Build it with :func:`load_settings`."""
 
@@ -292,6 +346,7 @@ class Settings:
     mlflow: MlflowSettings
     training: TrainingSettings
     gate: GateSettings
+    serving: ServingSettings
 
     def __post_init__(self) -> None:
         if self.training.gap_days < self.data.label_maturity_days:
