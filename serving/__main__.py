@@ -1,0 +1,66 @@
+"""``python -m serving [--host H] [--port P]``: check that the service can start, then run it (BentoML).
+
+The checks come first, each with a one-line reason, so a user is not left reading a worker's
+traceback: a champion must exist with the code's feature set and an alert threshold, and the online
+store must hold a materialized state of that feature set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from jobs.config import REPO_ROOT, get_settings
+
+
+def preflight() -> str | None:
+    """None when the service can start, else the reason it cannot."""
+    from jobs.features.store import StoreNotReady, open_store
+    from jobs.scoring.model import ModelNotServable, load_scoring_model
+
+    settings = get_settings()
+    try:
+        model = load_scoring_model(settings=settings)
+    except ModelNotServable as exc:
+        return str(exc)
+    try:
+        store = open_store(settings)
+        info = store.ready_info()
+        store.close()
+    except StoreNotReady as exc:
+        return str(exc)
+    except Exception as exc:  # noqa: BLE001 (e.g. Redis unreachable: say so in one line)
+        return f"the online store ({settings.serving.backend}) cannot be opened: {exc}"
+    print(
+        f"serving {model.name} version {model.version} (features {model.feature_set_version}, alert threshold "
+        f"{model.alert_threshold:.6f}); online store {settings.serving.backend}, state of {info.state_date}",
+        flush=True,
+    )
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    s = get_settings().serving
+    parser = argparse.ArgumentParser(prog="python -m serving", description="Run the scoring service.")
+    parser.add_argument("--host", default=s.host, help=f"listen address (default {s.host}, PIPELINE_SERVING_HOST)")
+    parser.add_argument("--port", type=int, default=s.port, help=f"port (default {s.port}, PIPELINE_SERVING_PORT)")
+    parser.add_argument("--check", action="store_true", help="only run the start-up checks")
+    args = parser.parse_args(argv)
+    reason = preflight()
+    if reason:
+        print(f"error: cannot serve: {reason}", file=sys.stderr)
+        return 1
+    if args.check:
+        return 0
+    os.environ.update({"PIPELINE_SERVING_HOST": args.host, "PIPELINE_SERVING_PORT": str(args.port)})
+    os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
+    os.chdir(REPO_ROOT)
+    bentoml = os.path.join(os.path.dirname(sys.executable), "bentoml")
+    cmd = [bentoml, "serve", "serving.service:FraudScoring", "--host", args.host, "--port", str(args.port)]
+    os.execv(bentoml, cmd)  # signals (Ctrl-C, SIGTERM) reach BentoML itself: a graceful stop
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
