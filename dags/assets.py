@@ -22,6 +22,12 @@ BRONZE_TRANSACTIONS = table_asset("bronze.transactions")
 BRONZE_FRAUD_REPORTS = table_asset("bronze.fraud_reports")
 # emitted by data_pipeline only after the day's features passed validation; train_model runs on it
 TRANSACTION_FEATURES = table_asset("features.transaction_features")
+# emitted by data_pipeline's materialize_online once the day's state is in the online store
+ONLINE_STORE = Asset(name="serving.online_store", uri=f"file://{_settings.storage.serving_dir}/online_store")
+# emitted by batch_score: the day's scores and the investigators' review queue
+TRANSACTION_SCORES = table_asset("predictions.transaction_scores")
+DAILY_ALERTS = table_asset("predictions.daily_alerts")
+PREDICTION_LOG = table_asset("monitoring.prediction_log")
 # emitted by train_model when a new champion is promoted; deploy_model will run on it
 CHAMPION_MODEL = Asset(
     name=f"model.{_settings.mlflow.model_name}.champion",

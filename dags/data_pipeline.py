@@ -1,7 +1,9 @@
 """data_pipeline: the daily batch, from landing files to validated features.
 
 wait for the day's files -> ingest transactions -> ingest fraud reports -> reference snapshots
--> dbt build (one task per model and per model's tests) -> features -> feature validation -> Asset.
+-> dbt build (one task per model and per model's tests) -> features -> feature validation (Asset,
+with the day in its extra: batch_score runs on it) -> materialize the day's state into the online
+store (Asset).
 
 Thin by design: every task calls one function of ``jobs``. The batch date is the run's logical date
 (``ds``); scheduled runs use data intervals, so the run for day D starts after D ends, and a backfill
@@ -20,7 +22,7 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import BaseSensorOperator, dag, task
 from airflow.timetables.interval import CronDataIntervalTimetable
-from assets import BRONZE_FRAUD_REPORTS, BRONZE_TRANSACTIONS, TRANSACTION_FEATURES
+from assets import BRONZE_FRAUD_REPORTS, BRONZE_TRANSACTIONS, ONLINE_STORE, TRANSACTION_FEATURES
 from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
 from cosmos.constants import ExecutionMode, InvocationMode, LoadMode, TestBehavior
 
@@ -123,18 +125,28 @@ def data_pipeline():
         return build(ds)
 
     @task(pool=SPARK_POOL, outlets=[TRANSACTION_FEATURES])
-    def validate_features(ds: str | None = None) -> dict:
+    def validate_features(ds: str | None = None, outlet_events=None) -> dict:
         from airflow.sdk.exceptions import AirflowFailException
 
         from jobs.features.validate import FeatureValidationError, validate_feature_partition
 
         try:
-            return validate_feature_partition(ds)
+            summary = validate_feature_partition(ds)
         except FeatureValidationError as exc:  # the same rows would fail again: no retry, no Asset
             raise AirflowFailException(str(exc)) from exc
+        outlet_events[TRANSACTION_FEATURES].extra = {"batch_date": ds}
+        return summary
+
+    @task(outlets=[ONLINE_STORE])
+    def materialize_online(ds: str | None = None, outlet_events=None) -> dict:
+        from jobs.features.store import materialize_online as materialize
+
+        summary = materialize(ds)  # idempotent: the store's state is replaced as a whole
+        outlet_events[ONLINE_STORE].extra = {"state_date": ds}
+        return summary
 
     ingested = wait_for_landing_files() >> ingest_transactions() >> ingest_fraud_reports() >> ingest_reference_data()
-    ingested >> dbt >> build_features() >> validate_features()
+    ingested >> dbt >> build_features() >> validate_features() >> materialize_online()
 
 
 data_pipeline()

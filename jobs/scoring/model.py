@@ -1,0 +1,87 @@
+"""A registered model version ready to score: the LightGBM booster, its alert threshold, its checks.
+
+Serving and batch scoring load the model through :func:`load_scoring_model`, so both refuse the same
+versions for the same reasons: no such alias, a feature set other than the code's, no alert
+threshold recorded. The booster is used directly (``Booster.predict``), not through a pyfunc wrapper.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from jobs.config import Settings, get_settings
+from jobs.features.registry import FEATURE_NAMES, FEATURE_SET_VERSION
+from jobs.platform.tracking import Alias, Metric, Tag
+
+if TYPE_CHECKING:
+    import numpy as np
+
+
+class ModelNotServable(RuntimeError):
+    """The requested model version cannot score; the message says why in one line."""
+
+
+@dataclass
+class ScoringModel:
+    name: str
+    version: str
+    booster: object  # lightgbm.Booster
+    feature_set_version: str
+    alert_threshold: float
+    run_id: str
+
+    def predict(self, matrix: np.ndarray) -> np.ndarray:
+        """Fraud scores of the rows of ``matrix`` (columns in ``FEATURE_NAMES`` order)."""
+        return self.booster.predict(matrix, num_threads=1)
+
+    def contributions(self, matrix: np.ndarray) -> np.ndarray:
+        """Per row, each feature's contribution to the raw score (SHAP values), then the bias: n x (features + 1)."""
+        return self.booster.predict(matrix, pred_contrib=True, num_threads=1)
+
+    def describe(self) -> dict:
+        return {
+            "model_name": self.name,
+            "model_version": self.version,
+            "feature_set_version": self.feature_set_version,
+            "alert_threshold": self.alert_threshold,
+            "run_id": self.run_id,
+        }
+
+
+def load_scoring_model(
+    alias: str | None = Alias.CHAMPION, version: str | None = None, settings: Settings | None = None
+) -> ScoringModel:
+    """Load ``version`` (or the version behind ``alias``) from the registry, or say in one line why not."""
+    import mlflow
+
+    from jobs.platform.tracking import mlflow_client
+
+    settings = settings or get_settings()
+    client = mlflow_client(settings)
+    name = settings.mlflow.model_name
+    try:
+        mv = client.get_model_version(name, version) if version else client.get_model_version_by_alias(name, alias)
+    except mlflow.exceptions.MlflowException:
+        what = f"version {version}" if version else f"alias {str(alias)!r}"
+        raise ModelNotServable(
+            f"no {what} for model {name!r} in {settings.mlflow_tracking_uri}: train and promote a model first "
+            "(train_model, or `make demo`)"
+        ) from None
+    fsv = mv.tags.get(Tag.FEATURE_SET_VERSION)
+    if fsv != FEATURE_SET_VERSION:
+        raise ModelNotServable(
+            f"{name} version {mv.version} was trained on feature set {fsv}, the code computes {FEATURE_SET_VERSION}: "
+            "retrain (train_model) before serving it"
+        )
+    threshold = mv.tags.get(Tag.metric(Metric.ALERT_THRESHOLD))
+    if threshold is None:
+        raise ModelNotServable(
+            f"{name} version {mv.version} has no {Tag.metric(Metric.ALERT_THRESHOLD)} tag (trained before alert "
+            "thresholds were recorded): retrain (train_model) before serving it"
+        )
+    booster = mlflow.lightgbm.load_model(f"models:/{name}/{mv.version}")
+    names = list(booster.feature_name())
+    if names != list(FEATURE_NAMES):
+        raise ModelNotServable(f"{name} version {mv.version} takes features {names}, not {list(FEATURE_NAMES)}")
+    return ScoringModel(name, str(mv.version), booster, fsv, float(threshold), mv.run_id or "")
