@@ -3,7 +3,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 ENV := . scripts/env.sh &&
 
-.PHONY: help setup jars demo train mlflow-ui test up down status bench lint format clean dbt-build dbt-docs bench-pipeline bench-train bench-quality
+.PHONY: help setup jars demo train mlflow-ui test up down status bench lint format clean dbt-build dbt-docs bench-pipeline bench-train bench-quality serve score bento bench-serving
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -24,6 +24,19 @@ train: setup ## run train_model once through Airflow (dag.test); CONF='{"n_trial
 mlflow-ui: setup ## MLflow UI on the embedded store (runs, registry, artifacts) at http://localhost:5000
 	@$(ENV) python -c 'from jobs.config import get_settings as g; s=g(); print(s.mlflow_tracking_uri)' > var/mlflow-uri && \
 		MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false mlflow server --workers 1 --backend-store-uri "$$(cat var/mlflow-uri)" --registry-store-uri "$$(cat var/mlflow-uri)" --host 127.0.0.1 --port 5000
+
+serve: setup ## the scoring API (BentoML) on http://localhost:3000: champion from MLflow, online store materialized by data_pipeline
+	@echo "scoring API: http://localhost:$${PIPELINE_SERVING_PORT:-3000}  (docs: /docs, probes: /healthz /readyz, metrics: /metrics)"
+	@echo "try:  curl -s -X POST localhost:$${PIPELINE_SERVING_PORT:-3000}/score -H 'Content-Type: application/json' \\"
+	@echo "        -d '{\"transaction_id\": \"tx-1\", \"tx_datetime\": \"2026-01-02 10:00:00\", \"customer_id\": \"0\", \"terminal_id\": \"0\", \"tx_amount\": 57.25}'"
+	@$(ENV) python -m serving
+
+score: setup ## batch-score one day without Airflow: DATE=YYYY-MM-DD (predictions.transaction_scores, predictions.daily_alerts)
+	@$(ENV) python -m jobs.scoring.batch --date $(DATE)
+
+bento: setup ## build the Bento (bentofile.yaml) into the local BentoML store, with the locked requirements
+	@mkdir -p build/target && $(ENV) uv export --frozen --no-dev --no-emit-project --no-hashes --no-header --no-annotate --output-file build/target/serving-requirements.txt -q
+	@$(ENV) BENTOML_DO_NOT_TRACK=true bentoml build -f bentofile.yaml .
 
 dbt-build: setup ## dbt build (all models and tests) in the project's Spark session; AS_OF=YYYY-MM-DD sets the label date
 	@$(ENV) python -m jobs.platform.dbt_runner build $(if $(AS_OF),--as-of $(AS_OF))
@@ -49,6 +62,9 @@ bench-train: setup ## Ray Tune + ASHA against a sequential loop of the same tria
 
 bench-quality: setup ## model quality on 120 simulated days, 7/7/7 and default protocols (bench/quality.py)
 	@$(ENV) python bench/quality.py
+
+bench-serving: setup ## the scoring API against `mlflow models serve` at 1/16/64 clients (bench/serving.py; needs `make demo` first)
+	@$(ENV) python bench/serving.py
 
 bench-pipeline: setup ## time one large day through ingestion, dbt and features (bench/pipeline.py; DAY_ROWS=1000000)
 	@$(ENV) python bench/pipeline.py --day-rows $(or $(DAY_ROWS),1000000)

@@ -39,4 +39,17 @@ python -m jobs.platform.lakehouse --table 2>/dev/null
 echo "==> registered model (python -m jobs.release.registry status)"
 python -m jobs.release.registry status 2>/dev/null
 grep -oE "gate for [^ ]+ v[0-9]+: (passed|rejected)[^[]*" "$LOG" | tail -1 || true
-echo "==> [$(elapsed)] done. \`make up\` starts the Airflow UI with these runs; \`make mlflow-ui\` shows the model."
+if python -m serving --check >>"$LOG" 2>&1; then
+  echo "==> [$(elapsed)] batch_score through Airflow (dag.test) for $LAST: predictions.transaction_scores, the review queue"
+  python scripts/run_dag_days.py batch_score "$LAST" "$LAST" --conf "{\"date\": \"$LAST\"}" 2>>"$LOG" | tee -a "$LOG" \
+    | grep -E '^batch_score ' || { tail -40 "$LOG"; exit 1; }
+  python -c "from jobs.config import get_settings as g; from jobs.platform import delta; from jobs.scoring.batch import ALERTS
+import datetime; a = delta.read(g(), ALERTS, filters=[('alert_date', '=', datetime.date.fromisoformat('$LAST'))]).to_pandas()
+print(f'review queue of $LAST: {len(a)} cards; the first three:')
+print(a.sort_values('rank').head(3)[['rank', 'customer_id', 'score', 'reason_codes']].to_string(index=False))"
+  echo "==> [$(elapsed)] the scoring service (python -m serving): three transactions of $TRAIN_DAY"
+  python scripts/demo_serve.py "$TRAIN_DAY" 2>>"$LOG" || { tail -40 "$LOG"; exit 1; }
+else
+  echo "==> no servable champion (see the gate above): the scoring service is not started"
+fi
+echo "==> [$(elapsed)] done. \`make up\` starts the Airflow UI with these runs; \`make mlflow-ui\` shows the model; \`make serve\` the scoring API."

@@ -57,6 +57,7 @@ HISTORY_FILES = {
     "tests/data/test_features.py",
     "tests/data/test_training_set.py",
     "tests/data/test_transform.py",
+    "tests/serving/test_service.py",
 }
 
 

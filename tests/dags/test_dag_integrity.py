@@ -23,7 +23,7 @@ def dagbag():
 
 def test_no_import_errors(dagbag):
     assert dagbag.import_errors == {}
-    assert set(dagbag.dags) == {"data_pipeline", "train_model"}
+    assert set(dagbag.dags) == {"data_pipeline", "train_model", "batch_score"}
     assert not any(p.endswith("assets.py") for p in dagbag.file_last_changed)  # .airflowignore: not a DAG file
 
 
@@ -38,6 +38,14 @@ def test_each_asset_is_defined_once_and_shared(dagbag):
     assert features == [assets.TRANSACTION_FEATURES]
     assert list(dagbag.dags["train_model"].timetable.asset_condition.objects) == [assets.TRANSACTION_FEATURES]
     assert dagbag.dags["train_model"].get_task("promote").outlets == [assets.CHAMPION_MODEL]
+    # batch_score runs on the same validated features; it emits the scores, the queue and the loaded log
+    batch = dagbag.dags["batch_score"]
+    assert batch.timetable.asset_condition.objects == [assets.TRANSACTION_FEATURES] or list(
+        batch.timetable.asset_condition.objects
+    ) == [assets.TRANSACTION_FEATURES]
+    assert batch.get_task("score").outlets == [assets.TRANSACTION_SCORES, assets.DAILY_ALERTS]
+    assert batch.get_task("load_prediction_log").outlets == [assets.PREDICTION_LOG]
+    assert dagbag.dags["data_pipeline"].get_task("materialize_online").outlets == [assets.ONLINE_STORE]
 
 
 _TIME_IMPORT = """
@@ -104,6 +112,8 @@ def test_data_pipeline_shape(dagbag, settings):
     # The feature Asset is updated only once validation passed; the dbt run labels as of the run date.
     assert [a.name for a in dag.get_task("validate_features").outlets] == ["features.transaction_features"]
     assert dag.get_task("build_features").outlets == []
+    # the online store is loaded only from validated features, without the Spark slot (delta-rs)
+    assert dag.get_task("materialize_online").upstream_task_ids == {"validate_features"}
     producer = dag.get_task("dbt.dbt_producer_watcher")
     assert producer.vars == {"as_of": "{{ ds }}"}
     assert producer.exclude == "resource_type:unit_test"  # unit tests check SQL logic: CI, not daily runs

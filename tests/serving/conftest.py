@@ -1,0 +1,180 @@
+"""A champion, an online store and a running scoring service over the shared simulated history.
+
+The champion is a real LightGBM booster trained on the history's features and registered in an MLflow
+store of its own (so the training tests' registry is untouched), with the tags serving checks: the
+feature-set version and an alert threshold. The service is a real ``python -m serving`` process
+(BentoML, HTTP on a free port) on the history's data dir, its online store materialized as of the
+day before the replayed day.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from datetime import date, timedelta
+from pathlib import Path
+
+import pytest
+import requests
+
+from jobs.config import REPO_ROOT, get_settings
+
+from replay import REPLAY_DAY
+
+TRAIN_DAYS = (date(2025, 3, 1), date(2025, 3, 8))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def serving_settings(history, tmp_path_factory):
+    """Settings of the serving tests: the history's data dir, an MLflow store of their own.
+
+    Module-scoped: the variable is set for this module's tests only (batch_score's dag.test() reads
+    it in this process), so the training tests in the same worker keep their own registry.
+    """
+    uri = f"sqlite:///{tmp_path_factory.mktemp('serving-mlflow') / 'mlflow.db'}"
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    os.environ["MLFLOW_TRACKING_URI"] = uri
+    get_settings.cache_clear()
+    yield get_settings()
+    if before is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = before
+    get_settings.cache_clear()
+    from jobs.platform.tracking import mlflow_client
+
+    mlflow_client(get_settings())  # point MLflow's globals back at the session's store
+
+
+@pytest.fixture(scope="module")
+def champion(serving_settings):
+    """A LightGBM booster trained on the history's first eight days, registered and aliased champion."""
+    import lightgbm as lgb
+    import mlflow
+    from deltalake import DeltaTable
+
+    from jobs.evaluation.metrics import alert_threshold
+    from jobs.features.registry import FEATURE_NAMES, FEATURE_SET_VERSION
+    from jobs.platform import delta
+    from jobs.platform.tracking import Alias, Metric, Tag, experiment_id, mlflow_client
+    from jobs.release.decisions import GateDecision
+
+    s = serving_settings
+    feats = (
+        DeltaTable(str(delta.path(s, "features.transaction_features")))
+        .to_pyarrow_table(filters=[("batch_date", ">=", TRAIN_DAYS[0]), ("batch_date", "<=", TRAIN_DAYS[1])])
+        .to_pandas()
+    )
+    fct = DeltaTable(str(delta.path(s, "marts.fct_transactions"))).to_pyarrow_table(
+        columns=["transaction_id", "report_known_at", "tx_date"]
+    )
+    frame = feats.merge(fct.to_pandas(), on="transaction_id")
+    y = frame["report_known_at"].notna().astype(int).to_numpy()
+    X = frame[list(FEATURE_NAMES)].astype("float64")
+    booster = lgb.train(
+        {"objective": "binary", "num_leaves": 8, "min_data_in_leaf": 5, "verbosity": -1, "seed": 1},
+        lgb.Dataset(X, y),
+        num_boost_round=20,
+    )
+    threshold = alert_threshold(frame, booster.predict(X), k=10)["threshold"]
+    client = mlflow_client(s)
+    name = s.mlflow.model_name
+    with mlflow.start_run(experiment_id=experiment_id(s)) as run:
+        info = mlflow.lightgbm.log_model(booster, name="model", pip_requirements=["lightgbm"])
+    client.create_registered_model(name)
+    mv = client.create_model_version(
+        name,
+        info.model_uri,
+        run_id=run.info.run_id,
+        model_id=info.model_id,
+        tags={
+            Tag.FEATURE_SET_VERSION: FEATURE_SET_VERSION,
+            Tag.metric(Metric.ALERT_THRESHOLD): f"{threshold:.6f}",
+            Tag.GATE_DECISION: GateDecision.PASSED,
+        },
+    )
+    client.set_registered_model_alias(name, Alias.CHAMPION, mv.version)
+    return {"version": str(mv.version), "threshold": float(f"{threshold:.6f}"), "booster": booster}
+
+
+@pytest.fixture(scope="module")
+def online_store(serving_settings, spark):
+    """The online store as of the end of the day before ``REPLAY_DAY`` (state written by the feature job)."""
+    from jobs.features.build import _write_state
+    from jobs.features.store import materialize_online
+
+    _write_state(spark, REPLAY_DAY - timedelta(days=1), serving_settings.features.label_delay_days)
+    return materialize_online(REPLAY_DAY - timedelta(days=1), serving_settings)
+
+
+class Service:
+    """A running ``python -m serving`` process and a session to call it; counts answered transactions."""
+
+    def __init__(self, proc: subprocess.Popen, url: str, log_path: Path) -> None:
+        self.proc, self.url, self.log_path = proc, url, log_path
+        self.http = requests.Session()
+        self.answered = 0  # transactions answered with 200 (what the prediction log must hold)
+
+    def post(self, body, **kwargs) -> requests.Response:
+        resp = self.http.post(f"{self.url}/score", json=body, timeout=30, **kwargs)
+        self.count(resp)
+        return resp
+
+    def count(self, resp) -> None:
+        if resp.status_code == 200:
+            payload = resp.json()
+            self.answered += len(payload) if isinstance(payload, list) else 1
+
+    def stop(self, sig=signal.SIGTERM, timeout: float = 60) -> int:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, sig)
+            try:
+                return self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(10)
+                raise
+        return self.proc.returncode
+
+
+def start_service(tmp_path: Path, env: dict | None = None, timeout: float = 120) -> Service:
+    port = free_port()
+    log_path = tmp_path / f"service-{port}.log"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "serving", "--port", str(port)],
+        cwd=REPO_ROOT,
+        env={**os.environ, "BENTOML_DO_NOT_TRACK": "true", **(env or {})},
+        stdout=log_path.open("w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"the service exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
+        try:
+            if requests.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return Service(proc, url, log_path)
+        except requests.RequestException:  # not listening yet, or busy starting
+            pass
+        time.sleep(0.5)
+    os.killpg(proc.pid, signal.SIGKILL)
+    raise AssertionError(f"the service was not ready in {timeout} s:\n{log_path.read_text()[-3000:]}")
+
+
+@pytest.fixture(scope="module")
+def service(champion, online_store, tmp_path_factory):
+    svc = start_service(tmp_path_factory.mktemp("service"))
+    yield svc
+    svc.stop()
