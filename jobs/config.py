@@ -300,7 +300,7 @@ class ServingSettings:
     port: int = setting("PIPELINE_SERVING_PORT", "3000", "port of the service", minimum=1, maximum=65535)
     workers: int = setting(
         "PIPELINE_SERVING_WORKERS",
-        "1",
+        "2",
         "service worker processes (each loads the model and batches on its own)",
         minimum=1,
     )
