@@ -470,7 +470,7 @@ def materialize(day: date, env: dict, label: str) -> None:
     log(f"{label}: materializing the online store through {day}")
     t = time.perf_counter()
     done = subprocess.run(
-        [sys.executable, "-m", "jobs.features.store", "materialize", "--date", day.isoformat()],
+        [sys.executable, "-m", "jobs.features.store", "materialize", "--date", day.isoformat(), "--force"],
         env=env,
         cwd=ROOT,
         capture_output=True,
@@ -648,6 +648,14 @@ def main() -> int:
 
     mlflow_payload = mlflow_bodies(rows, columns)
     service_payload = service_bodies(rows)
+
+    def run_service(name: str, env: dict) -> list[dict]:
+        """The store materialized through D-1, then our service under the load levels."""
+        materialize(day - timedelta(days=1), env, name)
+        return bench_server(
+            name, start_service(name, env), ready_url("/readyz"), "/score", service_payload, True, args, work
+        )
+
     try:
         for name in SERVERS:
             if name not in servers:
@@ -661,18 +669,8 @@ def main() -> int:
                     )
                 elif name == "service-sqlite":
                     env = {k: v for k, v in base_env.items() if k != "PIPELINE_ONLINE_STORE_URL"}
-                    materialize(day - timedelta(days=1), env, name)
                     try:
-                        results += bench_server(
-                            name,
-                            start_service(name, env),
-                            ready_url("/readyz"),
-                            "/score",
-                            service_payload,
-                            True,
-                            args,
-                            work,
-                        )
+                        results += run_service(name, env)
                     finally:
                         # the replayed transactions leave the store: back to the state of the latest features day
                         materialize(day, env, name)
@@ -701,17 +699,7 @@ def main() -> int:
                     try:
                         redis.wait_ready(lambda port=redis_port: redis_ok(port), 30)
                         env = {**base_env, "PIPELINE_ONLINE_STORE_URL": f"redis://127.0.0.1:{redis_port}/0"}
-                        materialize(day - timedelta(days=1), env, name)
-                        results += bench_server(
-                            name,
-                            start_service(name, env),
-                            ready_url("/readyz"),
-                            "/score",
-                            service_payload,
-                            True,
-                            args,
-                            work,
-                        )
+                        results += run_service(name, env)
                     finally:
                         redis.stop()
             except (RuntimeError, OSError, subprocess.SubprocessError) as e:

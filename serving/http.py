@@ -55,7 +55,7 @@ class RequestGuard:
             return await self.app(scope, receive, send)
         path = scope["path"]
         started = time.perf_counter()
-        status_seen = {"status": 500}
+        status_seen = {"status": 499}  # stays 499 when the client goes away before an answer
 
         async def counting_send(message):
             if message["type"] == "http.response.start":
@@ -73,6 +73,11 @@ class RequestGuard:
             if path in GUARDED:
                 metrics.LATENCY.labels(route=route).observe(time.perf_counter() - started)
 
+    async def _too_large(self, receive, send) -> None:
+        await _drain(receive, 16 * self.max_body_bytes)
+        limit = f"the body is larger than {self.max_body_bytes} bytes (PIPELINE_SERVING_MAX_BODY_BYTES)"
+        await _reply(send, 413, limit, "body")
+
     async def _guarded(self, scope, receive, send):
         headers = dict(scope["headers"])
         ctype = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
@@ -82,13 +87,7 @@ class RequestGuard:
             return await _reply(send, 415, f"Content-Type must be application/json, not {shown}", "Content-Type")
         declared = headers.get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > self.max_body_bytes):
-            await _drain(receive, 16 * self.max_body_bytes)
-            return await _reply(
-                send,
-                413,
-                f"the body is larger than {self.max_body_bytes} bytes (PIPELINE_SERVING_MAX_BODY_BYTES)",
-                "body",
-            )
+            return await self._too_large(receive, send)
         chunks, size, more = [], 0, True
         while more:
             message = await receive()
@@ -97,13 +96,7 @@ class RequestGuard:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_body_bytes:
-                await _drain(receive, 16 * self.max_body_bytes)
-                return await _reply(
-                    send,
-                    413,
-                    f"the body is larger than {self.max_body_bytes} bytes (PIPELINE_SERVING_MAX_BODY_BYTES)",
-                    "body",
-                )
+                return await self._too_large(receive, send)
             chunks.append(chunk)
             more = message.get("more_body", False)
         if size == 0:
@@ -111,7 +104,7 @@ class RequestGuard:
         body, replayed = b"".join(chunks), False
         try:
             parsed = json.loads(body)
-        except (ValueError, UnicodeDecodeError) as exc:  # pydantic would answer 500 for some of these
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # some of these would be a 500 later
             return await _reply(send, 400, f"the body is not valid JSON: {exc}", "body")
         single = isinstance(parsed, dict)
         if single:

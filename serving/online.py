@@ -24,14 +24,17 @@ class FeatureStep:
 
     def __init__(self, store: OnlineStore) -> None:
         self.store = store
-        self._lock = threading.Lock()  # one store connection per process; requests come from several threads
+        self._lock = threading.Lock()  # one store connection per process: never used by two threads at once
 
     def features(self, transactions: Sequence[Transaction]) -> tuple[list[dict], float]:
         """Feature dicts of ``transactions`` in order, and the seconds spent on the store.
 
         Each transaction is recorded before the next is looked up, so two transactions of one card
         in one request see each other as they would in two requests; a transaction already
-        recorded (a retry) is excluded from its own history and not recorded twice.
+        recorded (a retry) is excluded from its own history and not recorded twice. Two
+        transactions of one card arriving at the same instant on two worker processes may each
+        miss the other (lookup and record are two steps); card networks send a card's payments
+        one at a time, and the next materialization puts every transaction in the state.
         """
         with self._lock:
             return self._features(transactions)

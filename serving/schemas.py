@@ -31,11 +31,16 @@ def _bound(value):
 AMOUNT_MIN, AMOUNT_MAX = (_bound(v) for v in RULES.ranges["tx_amount"])
 
 
+EARLIEST, LATEST = datetime(1970, 1, 1), datetime(9999, 1, 1)  # the feature windows reach back 37 days
+
+
 def _timestamp(value: str) -> str:
     try:
-        datetime.strptime(value, TIMESTAMP_FORMAT)
+        t = datetime.strptime(value, TIMESTAMP_FORMAT)
     except ValueError:
         raise ValueError(f"not a time in the format YYYY-MM-DD HH:MM:SS (UTC): {value!r}") from None
+    if not EARLIEST <= t < LATEST:
+        raise ValueError(f"a time between {EARLIEST:%Y-%m-%d} and {LATEST:%Y-%m-%d} is expected, not {value!r}")
     return value
 
 

@@ -17,7 +17,8 @@ What is stored is what :func:`jobs.features.online.online_features` needs and no
 * the **live** events: every transaction the service scores is recorded under its customer and its
   terminal (:meth:`OnlineStore.record`), once per ``transaction_id`` (a retried request does not
   count twice), so the next transaction of the card sees it in its 1-day window as training did.
-  Live events the next state covers (time before the state's end) are dropped when it is materialized.
+  Live events the next state covers (time before the state's end) are dropped when it is
+  materialized; lookups leave out events older than the longest window.
 
 Times are integer microseconds since the epoch (UTC), as the feature windows are.
 ``python -m jobs.features.store materialize --date D`` loads day D's state; ``... show`` prints what
@@ -188,6 +189,7 @@ class SQLiteStore(OnlineStore):
                 ts_us INTEGER NOT NULL, amount REAL NOT NULL);
             CREATE INDEX IF NOT EXISTS live_customer ON live (customer_id, ts_us);
             CREATE INDEX IF NOT EXISTS live_terminal ON live (terminal_id, ts_us);
+            CREATE INDEX IF NOT EXISTS live_time ON live (ts_us);
             """
         )
         self._info: tuple[int, StoreInfo | None] | None = None  # (data_version, info) cache
@@ -220,6 +222,17 @@ class SQLiteStore(OnlineStore):
 
     def _read(self, customer_id, terminal_id, state_end_us, exclude):
         c = self._conn
+        c.execute("BEGIN")  # one snapshot: a materialization committing meanwhile is seen whole or not at all
+        try:
+            return self._read_snapshot(customer_id, terminal_id, state_end_us, exclude)
+        finally:
+            c.execute("COMMIT")
+
+    def _read_snapshot(self, customer_id, terminal_id, state_end_us, exclude):
+        c = self._conn
+        meta = c.execute("SELECT value FROM meta WHERE key = 'info'").fetchone()
+        if meta is not None:  # the state end of this snapshot, not of an earlier read
+            state_end_us = json.loads(meta[0])["state_end_us"]
         row = c.execute("SELECT events FROM customer_state WHERE customer_id = ?", (customer_id,)).fetchone()
         customer = [tuple(e) for e in json.loads(row[0])] if row else []
         customer += c.execute(
@@ -249,8 +262,6 @@ class SQLiteStore(OnlineStore):
                 [(t.transaction_id, t.customer_id, t.terminal_id, t.ts_us, t.amount) for t in transactions],
             )
             added = c.total_changes - before
-            horizon = max(self.customer_horizon_us, self.terminal_horizon_us)
-            c.execute("DELETE FROM live WHERE ts_us <= ?", (max(t.ts_us for t in transactions) - horizon,))
             c.execute("COMMIT")
         except BaseException:
             c.execute("ROLLBACK")
@@ -287,6 +298,7 @@ class RedisStore(OnlineStore):
         self._r = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
         self._r.ping()
         self._ttl_s = (max(self.customer_horizon_us, self.terminal_horizon_us) // 1_000_000) + 86_400
+        self._record = self._r.register_script(self._RECORD)
 
     def _key(self, *parts: str) -> str:
         return ":".join((self.prefix, *parts))
@@ -299,8 +311,23 @@ class RedisStore(OnlineStore):
         raw = self._r.hget(self._key("meta"), "generation")
         return raw.decode() if raw else None
 
+    # Record a transaction once: mark its id (NX) and add it to both sorted sets in one atomic step,
+    # so a crash or timeout between the two cannot leave an id marked but not added.
+    _RECORD = """
+    if redis.call('SET', KEYS[1], 1, 'NX', 'EX', ARGV[1]) then
+      redis.call('ZADD', KEYS[2], ARGV[2], ARGV[3])
+      redis.call('ZADD', KEYS[3], ARGV[2], ARGV[4])
+      redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[5])
+      redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', ARGV[5])
+      redis.call('EXPIRE', KEYS[2], ARGV[1])
+      redis.call('EXPIRE', KEYS[3], ARGV[1])
+      return 1
+    end
+    return 0
+    """
+
     def replace_state(self, info, customers, terminals) -> None:
-        old, gen = self._generation(), uuid.uuid4().hex[:12]
+        gen = uuid.uuid4().hex[:12]
         pipe = self._r.pipeline(transaction=False)
         for kind, rows in (("c", customers), ("t", terminals)):
             for i, (key, events) in enumerate(rows, 1):
@@ -309,8 +336,16 @@ class RedisStore(OnlineStore):
                     pipe.execute()
         pipe.execute()
         self._r.hset(self._key("meta"), mapping={"generation": gen, "info": json.dumps(_info_dict(info))})
-        if old:
-            self._delete_matching(self._key("s", old, "*"))
+        # earlier generations expire rather than vanish: a reader that fetched the old generation a
+        # moment ago still finds its keys (and a load that failed half-way leaves nothing forever)
+        current = self._key("s", gen, "")
+        pipe = self._r.pipeline(transaction=False)
+        for i, key in enumerate(self._r.scan_iter(match=self._key("s", "*"), count=1000), 1):
+            if not key.decode().startswith(current):
+                pipe.expire(key, 120, nx=True)
+            if i % 1000 == 0:
+                pipe.execute()
+        pipe.execute()
         self._delete_matching(self._key("lc", "*"), below=info.state_end_us)
         self._delete_matching(self._key("lt", "*"), below=info.state_end_us)
 
@@ -327,7 +362,10 @@ class RedisStore(OnlineStore):
         pipe.execute()
 
     def _read(self, customer_id, terminal_id, state_end_us, exclude):
-        gen = self._generation()
+        raw_info, raw_gen = self._r.hmget(self._key("meta"), ["info", "generation"])  # one consistent read
+        gen = raw_gen.decode() if raw_gen else None
+        if raw_info is not None:
+            state_end_us = json.loads(raw_info)["state_end_us"]
         pipe = self._r.pipeline(transaction=False)
         pipe.get(self._key("s", gen, "c", customer_id))
         pipe.get(self._key("s", gen, "t", terminal_id))
@@ -346,20 +384,13 @@ class RedisStore(OnlineStore):
     def record(self, transactions) -> int:
         if not transactions:
             return 0
-        pipe = self._r.pipeline(transaction=False)
-        for t in transactions:
-            pipe.set(self._key("tx", t.transaction_id), 1, nx=True, ex=self._ttl_s)
-        fresh = [t for t, ok in zip(transactions, pipe.execute(), strict=True) if ok]
         horizon = max(self.customer_horizon_us, self.terminal_horizon_us)
-        for t in fresh:
-            lc, lt = self._key("lc", t.customer_id), self._key("lt", t.terminal_id)
-            pipe.zadd(lc, {f"{t.transaction_id}|{t.amount!r}": t.ts_us})
-            pipe.zadd(lt, {t.transaction_id: t.ts_us})
-            for key in (lc, lt):
-                pipe.zremrangebyscore(key, "-inf", t.ts_us - horizon)
-                pipe.expire(key, self._ttl_s)
-        pipe.execute()
-        return len(fresh)
+        added = 0
+        for t in transactions:
+            keys = [self._key("tx", t.transaction_id), self._key("lc", t.customer_id), self._key("lt", t.terminal_id)]
+            args = [self._ttl_s, t.ts_us, f"{t.transaction_id}|{t.amount!r}", t.transaction_id, t.ts_us - horizon]
+            added += int(self._record(keys=keys, args=args))
+        return added
 
     def live_count(self) -> int:
         return sum(self._r.zcard(k) for k in self._r.scan_iter(match=self._key("lc", "*"), count=1000))
@@ -421,11 +452,15 @@ def _state_rows(settings: Settings, table: str, day: date, value_field: str) -> 
         yield entity, [[ts_list[j], known[j]] for j in range(lo, hi)]
 
 
-def materialize_online(day: date | str, settings: Settings | None = None, store: OnlineStore | None = None) -> dict:
+def materialize_online(
+    day: date | str, settings: Settings | None = None, store: OnlineStore | None = None, force: bool = False
+) -> dict:
     """Load the state of ``day`` (``features.*_state``, partition ``state_date = day``) into the store.
 
     Idempotent: the store's state is replaced as a whole. Live events before the end of ``day`` are
-    dropped (the state now holds them, with their reports as known at the end of the day).
+    dropped (the state now holds them, with their reports as known at the end of the day). A day
+    older than the store's state is skipped (a backfill of an old day must not roll the store back
+    and lose the live events since), unless ``force``.
     """
     from jobs.platform import delta
 
@@ -451,6 +486,13 @@ def materialize_online(day: date | str, settings: Settings | None = None, store:
     own = store is None
     store = store or open_store(settings)
     try:
+        current = store.info()
+        if current is not None and current.state_date > day and not force:
+            log.warning("online store holds the state of %s, newer than %s: left as it is", current.state_date, day)
+            return {
+                "state_date": day.isoformat(),
+                "skipped": f"the store holds the newer state of {current.state_date}",
+            }
         store.replace_state(info, customers, terminals)
         live = store.live_count()
     finally:
@@ -478,12 +520,13 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     m = sub.add_parser("materialize", help="load features.*_state of a day into the online store")
     m.add_argument("--date", type=date.fromisoformat, required=True, help="state date, YYYY-MM-DD")
+    m.add_argument("--force", action="store_true", help="load it even if the store holds a newer day")
     sub.add_parser("show", help="print what the store holds")
     args = parser.parse_args(argv)
     setup_logging()
     try:
         if args.command == "materialize":
-            print(json.dumps(materialize_online(args.date)))
+            print(json.dumps(materialize_online(args.date, force=args.force)))
         else:
             store = open_store()
             info = store.info()

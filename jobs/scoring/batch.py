@@ -7,7 +7,9 @@ reads day D's partition of ``features.transaction_features`` and writes, without
   the version's alert threshold), model name and version, partitioned by ``batch_date``;
 * ``predictions.daily_alerts``: the review queue of day D: the top-k cards by their highest score
   of the day (k = the evaluation's ``top_k``), leaving out cards already known compromised (a
-  report known before D began), the rule Card Precision@k measures. Each alert carries its three
+  report known before D began), as Card Precision@k does (the metric also drops cards it detected
+  on earlier days of its window: in operation those cards are reported, so the report rule covers
+  them once their report is known). Each alert carries its three
   reason codes: the features that pushed the score of the card's top transaction up most
   (LightGBM contributions), so an investigator sees why the card is in the queue.
 

@@ -5,7 +5,8 @@ The service writes JSON lines under ``PIPELINE_DATA_DIR/serving/prediction_log/`
 every closed file not loaded yet, one Delta commit per file with its name in ``source_file``, then
 moves it to ``loaded/``; a file whose name is already in the table is only moved. So a retried or
 crashed task loads each file exactly once: no row lost, none duplicated. Open files (``.jsonl.open``)
-belong to a running worker and wait for the next run.
+belong to a running worker and wait for the next run, unless untouched for twice the rotation
+interval: their worker died, and they are closed and loaded (:func:`close_abandoned`).
 ``python -m jobs.scoring.prediction_log`` runs it.
 """
 
@@ -99,11 +100,38 @@ def loaded_files(settings: Settings) -> set[str]:
     return set(delta.read(settings, SPEC, columns=["source_file"]).column("source_file").unique().to_pylist())
 
 
+def close_abandoned(directory, rotate_s: float, now: float | None = None) -> list[str]:
+    """Close the open files of workers that died: untouched for twice the rotation interval.
+
+    A live worker writes and rotates its file at least every ``rotate_s`` seconds; a file older
+    than that belongs to a process that was killed. Its complete lines are kept (a line cut by the
+    kill is dropped) and it is renamed to ``.jsonl``, so its answers are loaded like any other's.
+    """
+    import time
+
+    now = time.time() if now is None else now
+    closed = []
+    for path in sorted(directory.glob(f"*{CLOSED_SUFFIX}.open")):
+        if now - path.stat().st_mtime < 2 * rotate_s + 60:
+            continue
+        data = path.read_bytes()
+        complete = data[: data.rfind(b"\n") + 1]
+        path.write_bytes(complete)
+        path.rename(path.with_name(path.name.removesuffix(".open")))
+        closed.append(path.name)
+    if closed:
+        log.warning(
+            "closed %d prediction-log file(s) of workers that stopped without closing them: %s", len(closed), closed
+        )
+    return closed
+
+
 def load_prediction_log(settings: Settings | None = None) -> dict:
     """Append every closed, not yet loaded prediction-log file to ``monitoring.prediction_log``."""
     settings = settings or get_settings()
     directory = settings.storage.prediction_log_dir
     done_dir = directory / LOADED_DIR
+    abandoned = close_abandoned(directory, settings.serving.log_rotate_s) if directory.is_dir() else []
     files = sorted(directory.glob(f"*{CLOSED_SUFFIX}")) if directory.is_dir() else []
     already = loaded_files(settings) if files else set()
     loaded, rows, skipped = 0, 0, 0
@@ -126,6 +154,7 @@ def load_prediction_log(settings: Settings | None = None) -> dict:
         "rows": rows,
         "files_already_loaded": skipped,
         "open_files_waiting": waiting,
+        "abandoned_files_closed": len(abandoned),
         "table_version": delta.version(settings, SPEC.name),
     }
     log.info("prediction log: %s", summary)

@@ -152,12 +152,21 @@ def test_retention_of_old_events(store):
     t = us(DAY - timedelta(days=29), 9) + 30 * DAY_US + 1
     customer, _ = store.history("C1", "T1", t)
     assert (us(DAY - timedelta(days=29), 9), 10.0) not in customer
-    # live events older than the longest window are dropped when newer ones are recorded
+    # a live event older than the longest window is left out of lookups, and dropped by the next state
     store.record([LiveTransaction("old", "C9", "T9", END + 1, 1.0)])
     store.record([LiveTransaction("new", "C9", "T9", END + 40 * DAY_US, 2.0)])
-    assert store.live_count() == 1
     customer, terminal = store.history("C9", "T9", END + 40 * DAY_US + 1)
     assert customer == [(END + 40 * DAY_US, 2.0)] and terminal == [(END + 40 * DAY_US, None)]
+    later = DAY + timedelta(days=39)
+    store.replace_state(_info(later), [], [])
+    assert store.live_count() == 1  # "old" is before the new state's end; "new" is after it
+
+
+def test_a_far_future_transaction_does_not_erase_other_cards(store):
+    store.replace_state(_info(), STATE_CUSTOMERS, STATE_TERMINALS)
+    store.record([LiveTransaction("today", "C1", "T1", END + 60_000_000, 5.0)])
+    store.record([LiveTransaction("future", "C7", "T7", END + 4000 * DAY_US, 5.0)])
+    assert (END + 60_000_000, 5.0) in store.history("C1", "T1", END + 120_000_000)[0]
 
 
 def _record_many(args):
@@ -178,3 +187,19 @@ def test_sqlite_is_shared_safely_between_processes(tmp_path):
     customer, _ = s.history("C0", "T0", END + 10_000 * 1_000_000)
     assert len(customer) == 2 * len(range(0, 150, 7))
     s.close()
+
+
+def test_abandoned_prediction_log_files_are_closed_and_kept(tmp_path):
+    """A worker killed mid-write leaves a .open file: once stale, its complete lines are kept and it is closed."""
+    from jobs.scoring.prediction_log import close_abandoned
+
+    stale = tmp_path / "20260101T000000-123-abcd.jsonl.open"
+    stale.write_text('{"header": true}\n{"transaction_id": "a"}\n{"transaction_id": "b", "sc')
+    fresh = tmp_path / "20260101T000000-456-efgh.jsonl.open"
+    fresh.write_text('{"header": true}\n')
+    now = stale.stat().st_mtime + 2 * 300 + 61
+    os.utime(fresh, (now, now))
+    assert close_abandoned(tmp_path, rotate_s=300, now=now) == [stale.name]
+    closed = tmp_path / "20260101T000000-123-abcd.jsonl"
+    assert closed.read_text().splitlines() == ['{"header": true}', '{"transaction_id": "a"}']
+    assert fresh.exists()  # a live worker's file is left alone
