@@ -43,7 +43,7 @@ def serving_settings(history, tmp_path_factory):
     """
     uri = f"sqlite:///{tmp_path_factory.mktemp('serving-mlflow') / 'mlflow.db'}"
     before = os.environ.get("MLFLOW_TRACKING_URI")
-    os.environ["MLFLOW_TRACKING_URI"] = uri
+    os.environ["MLFLOW_TRACKING_URI"] = os.environ["PIPELINE_TEST_SERVING_MLFLOW"] = uri
     get_settings.cache_clear()
     yield get_settings()
     if before is None:

@@ -15,15 +15,12 @@ import json
 import math
 import os
 import signal
-import subprocess
-import sys
 from datetime import timedelta
 
 import pytest
 import requests
 import schemathesis
 
-from jobs.config import REPO_ROOT
 from jobs.features.registry import FEATURES
 
 from replay import REPLAY_DAY, TIMESTAMP, day_transactions
@@ -41,26 +38,45 @@ def _body(row) -> dict:
     }
 
 
-def test_refuses_to_start_without_a_servable_champion(tmp_path, champion, online_store):
-    """One line saying why, exit 1: no champion in the registry; a champion of another feature set."""
+def test_refuses_to_start_without_a_servable_champion(tmp_path, monkeypatch, capsys, champion, online_store):
+    """One line saying why, exit 1: no champion in the registry; a champion of another feature set.
+
+    ``python -m serving`` runs these checks before it starts BentoML; called in-process here (a
+    subprocess per case would cost ~10 s of imports each).
+    """
     import mlflow
 
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'empty.db'}"}
-    check = [sys.executable, "-m", "serving", "--check"]
-    proc = subprocess.run(check, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 1
-    reason = proc.stderr.strip().splitlines()[-1]
-    assert reason.startswith("error: cannot serve: no alias 'champion'"), proc.stderr[-2000:]
-
+    from jobs.config import get_settings
     from jobs.platform.tracking import Alias, Tag
+    from serving.__main__ import main
 
-    client = mlflow.MlflowClient(env["MLFLOW_TRACKING_URI"], env["MLFLOW_TRACKING_URI"])
-    client.create_registered_model("fraud_detector")
-    mv = client.create_model_version("fraud_detector", "file:///nowhere", tags={Tag.FEATURE_SET_VERSION: "v1-0000"})
-    client.set_registered_model_alias("fraud_detector", Alias.CHAMPION, mv.version)
-    proc = subprocess.run(check, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 1
-    assert "trained on feature set v1-0000" in proc.stderr.strip().splitlines()[-1], proc.stderr[-2000:]
+    uri = f"sqlite:///{tmp_path / 'empty.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    get_settings.cache_clear()
+    try:
+        assert main(["--check"]) == 1
+        reason = [
+            line for line in capsys.readouterr().err.splitlines() if line.startswith("error")
+        ]  # not MLflow's logs
+        assert len(reason) == 1 and reason[0].startswith("error: cannot serve: no alias 'champion'"), reason
+
+        client = mlflow.MlflowClient(uri, uri)
+        client.create_registered_model("fraud_detector")
+        mv = client.create_model_version("fraud_detector", "file:///nowhere", tags={Tag.FEATURE_SET_VERSION: "v1-0000"})
+        client.set_registered_model_alias("fraud_detector", Alias.CHAMPION, mv.version)
+        assert main(["--check"]) == 1
+        reason = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error")]
+        assert len(reason) == 1 and "trained on feature set v1-0000" in reason[0], reason
+
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", os.environ["PIPELINE_TEST_SERVING_MLFLOW"])
+        get_settings.cache_clear()
+        assert main(["--check"]) == 0  # the module's champion and store: servable
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()
+        from jobs.platform.tracking import mlflow_client
+
+        mlflow_client(get_settings())
 
 
 def test_served_features_and_scores_equal_the_offline_ones(service, champion, serving_settings):
@@ -206,6 +222,14 @@ BAD_REQUESTS = [
         400,
         "tx_amount",
     ),
+    (
+        "year 1",
+        json.dumps({**VALID, "tx_datetime": "0001-01-01 00:00:00"}).encode(),
+        "application/json",
+        400,
+        "tx_datetime",
+    ),
+    ("deeply nested JSON", b"[" * 100_000 + b"]" * 100_000, "application/json", 400, "json"),
     ("wrong content type", json.dumps(VALID).encode(), "text/plain", 415, "Content-Type"),
     ("no content type", json.dumps(VALID).encode(), "", 415, "Content-Type"),
     ("body too large", b" " * (1048576 + 1), "application/json", 413, "body"),
