@@ -1,14 +1,15 @@
 """The scoring service (BentoML 1.4): ``POST /score`` answers "is this payment fraud?" in milliseconds.
 
-Two BentoML services in one deployment:
-
-* :class:`FraudScoring`, the API: validates the raw transaction (:mod:`serving.schemas`), computes
-  its features from the online store and records it there (:mod:`serving.online`), asks the model
-  for the score, answers, and logs the prediction off the request path (:mod:`serving.predlog`).
-* :class:`FraudModel`, the model: the champion's LightGBM booster from the MLflow registry, behind a
-  batchable API, so BentoML's adaptive batching scores concurrent requests of every API worker in
-  one ``Booster.predict`` call. It holds its versions by number and answers with the version
-  that scored each row, so more than one version can be loaded at once (deployment builds on it).
+One BentoML service, :class:`FraudScoring`, run by ``PIPELINE_SERVING_WORKERS`` processes. Each one
+validates the raw transactions (:mod:`serving.schemas`, plus the guards of :mod:`serving.http`),
+computes their features from the online store and records them there (:mod:`serving.online`),
+scores them with the champion's LightGBM booster (:mod:`serving.models`, loaded from the MLflow
+registry), answers, and logs the predictions off the request path (:mod:`serving.predlog`).
+``/score`` is a batchable API: BentoML's adaptive batching hands concurrent requests to one call,
+one store pass and one ``Booster.predict``, in the same process (an IPC hop to a separate model
+service cost more than the batching saved, measured in ``bench/README.md``). The model set holds
+versions by number and every answer names the version that scored it, so more than one version
+can be loaded at once (the deployment strategies build on it).
 
 Start it with ``python -m serving`` (or ``make serve``): localhost:3000. It refuses to start, with a
 one-line reason, when there is no champion, when the champion's feature set is not the code's, or
@@ -144,8 +145,9 @@ class FraudScoring:
             ]
         )
         alerts = sum(r.alert for r in results)
-        metrics.PREDICTIONS.labels(model_version=model.version, alert="true").inc(alerts) if alerts else None
-        metrics.PREDICTIONS.labels(model_version=model.version, alert="false").inc(len(results) - alerts)
+        for alert, count in (("true", alerts), ("false", len(results) - alerts)):
+            if count:
+                metrics.PREDICTIONS.labels(model_version=model.version, alert=alert).inc(count)
         for r in results:
             metrics.SCORES.labels(model_version=model.version).observe(r.score)
         return results
