@@ -469,30 +469,30 @@ def materialize_online(
     for table in (CUSTOMER_STATE_TABLE, TERMINAL_STATE_TABLE):
         if not delta.exists(settings, table):
             raise ValueError(f"{table} does not exist: run the feature job first")
-    t0 = time.perf_counter()
-    customers = list(_state_rows(settings, CUSTOMER_STATE_TABLE, day, "tx_amount"))
-    terminals = list(_state_rows(settings, TERMINAL_STATE_TABLE, day, "report_known_at"))
-    if not customers or not terminals:
-        raise ValueError(f"no online state for {day} in features.*_state: build the features of {day} first")
-    read_s = time.perf_counter() - t0
-    info = StoreInfo(
-        state_date=day,
-        state_end_us=day_end_us(day),
-        feature_set_version=FEATURE_SET_VERSION,
-        materialized_at=datetime.now(UTC).isoformat(timespec="seconds"),
-        customers=len(customers),
-        terminals=len(terminals),
-    )
     own = store is None
     store = store or open_store(settings)
     try:
-        current = store.info()
+        current = store.info()  # checked before reading Delta: a skipped day costs nothing
         if current is not None and current.state_date > day and not force:
             log.warning("online store holds the state of %s, newer than %s: left as it is", current.state_date, day)
             return {
                 "state_date": day.isoformat(),
                 "skipped": f"the store holds the newer state of {current.state_date}",
             }
+        t0 = time.perf_counter()
+        customers = list(_state_rows(settings, CUSTOMER_STATE_TABLE, day, "tx_amount"))
+        terminals = list(_state_rows(settings, TERMINAL_STATE_TABLE, day, "report_known_at"))
+        if not customers or not terminals:
+            raise ValueError(f"no online state for {day} in features.*_state: build the features of {day} first")
+        read_s = time.perf_counter() - t0
+        info = StoreInfo(
+            state_date=day,
+            state_end_us=day_end_us(day),
+            feature_set_version=FEATURE_SET_VERSION,
+            materialized_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            customers=len(customers),
+            terminals=len(terminals),
+        )
         store.replace_state(info, customers, terminals)
         live = store.live_count()
     finally:
