@@ -57,6 +57,12 @@ class StorageSettings:
     """Where data lives: landing files, the lakehouse, MLflow's embedded store, training runs."""
 
     data_dir: Path = setting("PIPELINE_DATA_DIR", "data", "root of landing/, lakehouse/, mlflow/, training/")
+    prediction_log_override: str = setting(
+        "PIPELINE_PREDICTION_LOG_DIR",
+        "",
+        "where the scoring service writes its prediction log (a volume shared with Airflow); "
+        "empty = data_dir/serving/prediction_log",
+    )
 
     @property
     def landing_dir(self) -> Path:
@@ -94,7 +100,15 @@ class StorageSettings:
 
     @property
     def prediction_log_dir(self) -> Path:
-        return self.serving_dir / "prediction_log"
+        """The service's prediction log (``PIPELINE_PREDICTION_LOG_DIR`` moves it, e.g. to a shared volume)."""
+        return (
+            _path(self.prediction_log_override) if self.prediction_log_override else self.serving_dir / "prediction_log"
+        )
+
+    @property
+    def bentoml_home(self) -> Path:
+        """BentoML's store of built Bentos (``deploy_model`` builds one per version), kept under the data dir."""
+        return self.data_dir / "bentoml"
 
     def landing_file(self, source: str, day: date) -> Path | None:
         """The landing file of ``source`` for ``day`` (CSV preferred, JSON lines accepted), or None."""
@@ -320,6 +334,23 @@ class ServingSettings:
     max_body_bytes: int = setting(
         "PIPELINE_SERVING_MAX_BODY_BYTES", "1048576", "largest /score request body (413 above)", minimum=1024
     )
+    reload_s: float = setting(
+        "PIPELINE_SERVING_RELOAD_S",
+        "10",
+        "the service reads the registry (champion, candidate, rollout) this often and swaps models without a restart; "
+        "0 = never",
+        minimum=0,
+    )
+    pinned_version: str = setting(
+        "PIPELINE_SERVING_VERSION",
+        "",
+        "serve this model version only, ignoring aliases and rollouts (deploy_model's smoke test); empty = the registry",
+    )
+    record: bool = setting(
+        "PIPELINE_SERVING_RECORD",
+        "true",
+        "record scored transactions in the online store (false: read-only, for a smoke-test instance)",
+    )
     log_rotate_s: int = setting(
         "PIPELINE_PREDICTION_LOG_ROTATE_S",
         "300",
@@ -330,6 +361,106 @@ class ServingSettings:
     @property
     def backend(self) -> str:
         return "redis" if self.online_store_url.startswith(("redis://", "rediss://", "unix://")) else "sqlite"
+
+
+@dataclass(frozen=True)
+class DeploySettings:
+    """``deploy_model``: smoke test, shadow, phased canary and the comparisons that decide each step."""
+
+    strategy: str = setting(
+        "PIPELINE_DEPLOY_STRATEGY",
+        "progressive",
+        "default rollout: progressive (shadow, then canary phases), canary, shadow, or direct (smoke test, switch)",
+    )
+    observe_s: int = setting(
+        "PIPELINE_DEPLOY_OBSERVE_S", "300", "observation window of the shadow and of each canary phase", minimum=1
+    )
+    canary_shares: str = setting(
+        "PIPELINE_DEPLOY_CANARY_SHARES",
+        "0.05,0.25,1.0",
+        "canary phases: shares of cards answered by the candidate, in order (hash of customer_id)",
+    )
+    min_requests: int = setting(
+        "PIPELINE_DEPLOY_MIN_REQUESTS",
+        "200",
+        "transactions the candidate must score in a window to be judged (fewer: no evidence, rolled back)",
+        minimum=1,
+    )
+    min_rank_correlation: float = setting(
+        "PIPELINE_DEPLOY_MIN_RANK_CORRELATION",
+        "0.5",
+        "shadow: Spearman correlation of candidate and champion scores on the same transactions, at least",
+        minimum=-1,
+        maximum=1,
+    )
+    min_alert_agreement: float = setting(
+        "PIPELINE_DEPLOY_MIN_ALERT_AGREEMENT",
+        "0.95",
+        "shadow: share of transactions on which candidate and champion take the same alert decision, at least",
+        minimum=0,
+        maximum=1,
+    )
+    max_score_ks: float = setting(
+        "PIPELINE_DEPLOY_MAX_SCORE_KS",
+        "0.75",
+        "largest Kolmogorov-Smirnov distance between candidate and champion scores (canary: only when significant); "
+        "loose on purpose: retrains differ in calibration (KS about 0.5 between near-identical models, measured), "
+        "and alerts are compared on each version's own threshold",
+        minimum=0,
+        maximum=1,
+    )
+    max_alert_rate_ratio: float = setting(
+        "PIPELINE_DEPLOY_MAX_ALERT_RATE_RATIO",
+        "3.0",
+        "candidate alert rate over champion's (or its inverse) at most this, when the difference is significant",
+        minimum=1,
+    )
+    max_error_rate: float = setting(
+        "PIPELINE_DEPLOY_MAX_ERROR_RATE",
+        "0.001",
+        "share of the candidate's transactions it failed to score (answered by the champion instead), at most",
+        minimum=0,
+        maximum=1,
+    )
+    max_p99_ms: float = setting(
+        "PIPELINE_DEPLOY_MAX_P99_MS", "250", "p99 scoring time of the candidate's requests (ms), at most", minimum=1
+    )
+    smoke_p99_ms: float = setting(
+        "PIPELINE_DEPLOY_SMOKE_P99_MS",
+        "500",
+        "smoke test: p99 latency of single-transaction requests to the new Bento, at most (ms)",
+        minimum=1,
+    )
+    smoke_timeout_s: int = setting(
+        "PIPELINE_DEPLOY_SMOKE_TIMEOUT_S", "180", "smoke test: the new Bento must be ready within this", minimum=5
+    )
+
+    def __post_init__(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise ConfigError(f"PIPELINE_DEPLOY_STRATEGY={self.strategy!r}: expected one of {', '.join(STRATEGIES)}")
+        try:
+            parse_shares(self.canary_shares)
+        except ValueError as exc:
+            raise ConfigError(f"PIPELINE_DEPLOY_CANARY_SHARES: {exc}") from None
+
+    @property
+    def shares(self) -> list[float]:
+        """The canary phases' shares, parsed; each in (0, 1], increasing, the last 1.0."""
+        return parse_shares(self.canary_shares)
+
+
+def parse_shares(text: str) -> list[float]:
+    """``"0.05,0.25,1.0"`` -> [0.05, 0.25, 1.0]; refuses shares outside (0, 1], not increasing, or not ending at 1."""
+    try:
+        shares = [float(x) for x in str(text).replace(" ", "").split(",") if x]
+    except ValueError:
+        raise ValueError(f"canary shares {text!r}: expected numbers separated by commas") from None
+    if not shares or any(not 0 < x <= 1 for x in shares) or shares != sorted(set(shares)) or shares[-1] != 1.0:
+        raise ValueError(f"canary shares {text!r}: each in (0, 1], increasing, the last 1.0 (all traffic)")
+    return shares
+
+
+STRATEGIES = ("progressive", "canary", "shadow", "direct")
 
 
 @dataclass(frozen=True)
@@ -347,6 +478,7 @@ class Settings:
     training: TrainingSettings
     gate: GateSettings
     serving: ServingSettings
+    deploy: DeploySettings
 
     def __post_init__(self) -> None:
         if self.training.gap_days < self.data.label_maturity_days:

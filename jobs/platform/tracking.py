@@ -23,6 +23,21 @@ class Alias(StrEnum):
     CHALLENGER = "challenger"  # the latest trained version, evaluated, waiting for (or refused by) the gate
     CHAMPION = "champion"  # the version that serves (models:/<name>@champion)
     PREVIOUS_CHAMPION = "previous_champion"  # the champion it replaced: the target of a rollback
+    CANDIDATE = "candidate"  # approved, being rolled out by deploy_model (shadow or canary, see RolloutTag)
+
+
+class RolloutTag:
+    """Registered-model tags (not version tags) that say how the ``candidate`` is rolled out.
+
+    With the aliases they are the whole serving state, read by the service in one registry call:
+    no ``mode`` (or no candidate) = the champion answers everything.
+    """
+
+    MODE = "rollout.mode"  # "shadow" or "canary"
+    SHARE = "rollout.share"  # canary: share of cards (hash of customer_id) the candidate answers
+    VERSION = "rollout.version"  # the candidate the mode applies to (a stale mode never applies to a new candidate)
+    STARTED_AT = "rollout.started_at"  # when the current phase started (UTC, ISO)
+    BY = "rollout.by"  # who or what started it (deploy_model run, a person)
 
 
 class Tag:
@@ -58,6 +73,10 @@ class Tag:
     APPROVAL = "approval"
     REJECTED_BY = "rejected_by"
     REJECTED_AT = "rejected_at"
+    # deployment (deploy_model): the outcome on the version
+    DEPLOYED_AT = "deploy.deployed_at"
+    DEPLOY_ROLLED_BACK_AT = "deploy.rolled_back_at"
+    DEPLOY_ROLLBACK_REASON = "deploy.rollback_reason"
     # on nested trial runs
     STOPPED_EARLY = "stopped_early"
 

@@ -1,7 +1,8 @@
 """Human approval of a promotion, as the ``train_model`` DAG needs it: one call per task.
 
 After the gate, :func:`next_step` picks the branch (rejected, auto-approved, or a person asked
-through Airflow's ``ApprovalOperator``). :func:`promote_approved` promotes on an Approve;
+through Airflow's ``ApprovalOperator``). :func:`promote_approved` hands an approved challenger to deployment (the ``candidate`` that
+``deploy_model`` rolls out; the champion at once when there is none yet);
 :func:`record_outcome` writes down what became of the challenger whatever happened, a person's
 Reject or the timeout default included (tagged on the version so it can never be promoted later),
 and "failed before the gate" when the run never got that far.
@@ -26,7 +27,7 @@ from jobs.release.decisions import (
     NextStep,
     Outcome,
 )
-from jobs.release.registry import promote, record_rejection
+from jobs.release.registry import approve_for_deployment, record_rejection
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +73,7 @@ def auto_approval() -> dict:
 
 
 def promote_approved(gate_result: dict, answer: dict | None, settings: Settings | None = None) -> dict | None:
-    """Promote the challenger if the answer is Approve; None (nothing promoted) otherwise."""
+    """On Approve, the challenger goes to deployment (candidate, or first champion); None otherwise."""
     parsed = Answer.from_xcom(answer)
     if parsed is None or not parsed.approved:
         log.info(
@@ -81,7 +82,7 @@ def promote_approved(gate_result: dict, answer: dict | None, settings: Settings 
             "no answer" if parsed is None else f"{parsed.option} by {parsed.by}",
         )
         return None
-    return promote(gate_result["version"], approver=parsed.by, approved_at=parsed.at, settings=settings)
+    return approve_for_deployment(gate_result["version"], approver=parsed.by, approved_at=parsed.at, settings=settings)
 
 
 def record_outcome(

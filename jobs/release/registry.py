@@ -5,7 +5,15 @@ say what serves:
 
 * ``challenger``: the latest trained version, evaluated, waiting for (or refused by) the gate;
 * ``champion``: the version serving loads (``models:/<name>@champion``);
-* ``previous_champion``: the champion it replaced, for a one-command rollback.
+* ``previous_champion``: the champion it replaced, for a one-command rollback;
+* ``candidate``: approved, being rolled out by ``deploy_model`` (shadow, canary; :mod:`jobs.release.rollout`).
+
+An approved challenger (:func:`approve_for_deployment`, what ``train_model`` calls) becomes the
+``candidate``: ``deploy_model`` smoke-tests, shadows and canaries it, then calls :func:`promote`.
+The very first champion is promoted at once (nothing serves yet, so there is nothing to compare
+with or protect). The running service follows the aliases within ``PIPELINE_SERVING_RELOAD_S``,
+so :func:`promote` and :func:`rollback` take effect there without a restart. Every promotion,
+approval and rollback is appended to ``governance.audit_log`` (:mod:`jobs.release.audit`).
 
 :func:`promote` refuses a version the gate did not pass (:mod:`jobs.release.gate`), one a person
 rejected, and one gated against a champion that has changed since, so a version that serves has
@@ -13,7 +21,8 @@ always been compared with what it replaces.
 
     python -m jobs.release.registry status
     python -m jobs.release.registry promote --version N --approver "jane@bank"   # gate must have passed
-    python -m jobs.release.registry rollback --approver "jane@bank"
+    python -m jobs.release.registry rollback --approver "jane@bank"      # also ends a rollout in progress
+    python -m jobs.release.registry audit [--version N]
 """
 
 from __future__ import annotations
@@ -27,6 +36,7 @@ from datetime import UTC, datetime
 from jobs.config import Settings, get_settings
 from jobs.platform.logs import setup_logging
 from jobs.platform.tracking import NO_CHAMPION, Alias, Metric, Tag, mlflow_client
+from jobs.release import audit, rollout
 from jobs.release.decisions import APPROVAL_REJECTED as REJECTED
 from jobs.release.decisions import GateDecision
 
@@ -79,11 +89,8 @@ def register_challenger(ctx: dict, settings: Settings | None = None) -> dict:
     return {**ctx, "version": str(mv.version)}
 
 
-def promote(version: str, approver: str, approved_at: str | None = None, settings: Settings | None = None) -> dict:
-    """Make ``version`` the champion (gate must have passed); record who approved and when."""
-    settings = settings or get_settings()
-    client = mlflow_client(settings)
-    name = settings.mlflow.model_name
+def _check_promotable(client, name: str, version: str, current) -> None:
+    """Raise ValueError unless ``version`` passed the gate, was not rejected, and was gated against ``current``."""
     mv = client.get_model_version(name, version)
     decision = mv.tags.get(Tag.GATE_DECISION)
     if decision != GateDecision.PASSED:
@@ -92,7 +99,6 @@ def promote(version: str, approver: str, approved_at: str | None = None, setting
         raise ValueError(
             f"{name} version {version} was rejected by {mv.tags.get(Tag.REJECTED_BY)} at {mv.tags.get(Tag.REJECTED_AT)}"
         )
-    current = alias_version(client, name, Alias.CHAMPION)
     gated_against = mv.tags.get(Tag.GATE_CHAMPION_AT_GATE, NO_CHAMPION)
     if (str(current.version) if current else NO_CHAMPION) != gated_against and str(
         getattr(current, "version", "")
@@ -101,6 +107,25 @@ def promote(version: str, approver: str, approved_at: str | None = None, setting
             f"{name} version {version} was gated against champion {gated_against}, but the champion is now "
             f"{current.version if current else NO_CHAMPION}: re-run the gate (train_model) before promoting"
         )
+
+
+def promote(
+    version: str,
+    approver: str,
+    approved_at: str | None = None,
+    settings: Settings | None = None,
+    actor: str | None = None,
+) -> dict:
+    """Make ``version`` the champion (gate must have passed); record who approved and when.
+
+    ``actor``: who acts, when not the approver (``deploy_model``'s switch). The service swaps to the
+    new champion within ``PIPELINE_SERVING_RELOAD_S``.
+    """
+    settings = settings or get_settings()
+    client = mlflow_client(settings)
+    name = settings.mlflow.model_name
+    current = alias_version(client, name, Alias.CHAMPION)
+    _check_promotable(client, name, version, current)
     if current is not None and str(current.version) != str(version):
         client.set_registered_model_alias(name, Alias.PREVIOUS_CHAMPION, current.version)
         client.set_model_version_tag(name, current.version, Tag.RETIRED_AT, now_iso())
@@ -109,7 +134,41 @@ def promote(version: str, approver: str, approved_at: str | None = None, setting
     for k, v in record.items():
         client.set_model_version_tag(name, version, k, v)
     log.info("%s version %s is champion (approved by %s at %s)", name, version, approver, record[Tag.APPROVED_AT])
-    return {"version": str(version), "previous": None if current is None else str(current.version), **record}
+    previous = None if current is None else str(current.version)
+    audit.record(
+        "promote", "done", actor or approver, version, details={"previous": previous, **record}, settings=settings
+    )
+    return {"version": str(version), "previous": previous, **record}
+
+
+def approve_for_deployment(
+    version: str, approver: str, approved_at: str | None = None, settings: Settings | None = None
+) -> dict:
+    """An approved challenger: the ``candidate`` that ``deploy_model`` rolls out, or the champion if there is none.
+
+    Checks what :func:`promote` checks (gate passed, not rejected, gated against today's champion),
+    records who approved and when on the version, and leaves the champion serving until the
+    rollout's switch.
+    """
+    settings = settings or get_settings()
+    client = mlflow_client(settings)
+    name = settings.mlflow.model_name
+    current = alias_version(client, name, Alias.CHAMPION)
+    if current is None:
+        log.info(
+            "no champion yet: version %s is promoted at once (nothing serves, nothing to roll out against)", version
+        )
+        return {**promote(version, approver, approved_at, settings), "deployment": "first champion"}
+    _check_promotable(client, name, version, current)
+    record = {Tag.APPROVED_BY: approver, Tag.APPROVED_AT: approved_at or now_iso()}
+    for k, v in record.items():
+        client.set_model_version_tag(name, version, k, v)
+    rollout.set_candidate(client, name, str(version))
+    audit.record(
+        "approve", "candidate", approver, version, details={"champion": str(current.version)}, settings=settings
+    )
+    log.info("%s version %s approved by %s: candidate, rolled out by deploy_model", name, version, approver)
+    return {"version": str(version), "previous": None, "deployment": "candidate", **record}
 
 
 def record_rejection(version: str, by: str, at: str, settings: Settings | None = None) -> dict:
@@ -122,7 +181,7 @@ def record_rejection(version: str, by: str, at: str, settings: Settings | None =
 
 
 def rollback(approver: str, settings: Settings | None = None) -> dict:
-    """Point ``champion`` back at ``previous_champion`` (and remember the version rolled back)."""
+    """Point ``champion`` back at ``previous_champion`` and end any rollout; the service follows within the reload interval."""
     settings = settings or get_settings()
     client = mlflow_client(settings)
     name = settings.mlflow.model_name
@@ -130,12 +189,20 @@ def rollback(approver: str, settings: Settings | None = None) -> dict:
     current = alias_version(client, name, Alias.CHAMPION)
     if previous is None:
         raise ValueError(f"{name} has no {Alias.PREVIOUS_CHAMPION}: nothing to roll back to")
+    aborted = rollout.clear(client, name)  # a candidate being rolled out stops answering first
     client.set_registered_model_alias(name, Alias.CHAMPION, previous.version)
     client.delete_registered_model_alias(name, Alias.PREVIOUS_CHAMPION)
     if current is not None:
         client.set_model_version_tag(name, current.version, Tag.ROLLED_BACK_AT, now_iso())
         client.set_model_version_tag(name, current.version, Tag.ROLLED_BACK_BY, approver)
-    return {"champion": str(previous.version), "rolled_back": None if current is None else str(current.version)}
+    out = {
+        "champion": str(previous.version),
+        "rolled_back": None if current is None else str(current.version),
+        "rollout_aborted": aborted,
+    }
+    audit.record("rollback", "done", approver, out["rolled_back"], details=out, settings=settings)
+    log.info("rolled back: champion is version %s again (was %s)", out["champion"], out["rolled_back"])
+    return out
 
 
 def load_booster(alias: str = Alias.CHAMPION, settings: Settings | None = None):
@@ -154,7 +221,7 @@ def status(settings: Settings | None = None) -> dict:
     settings = settings or get_settings()
     client = mlflow_client(settings)
     out = {}
-    for alias in (Alias.CHAMPION, Alias.CHALLENGER, Alias.PREVIOUS_CHAMPION):
+    for alias in (Alias.CHAMPION, Alias.CANDIDATE, Alias.CHALLENGER, Alias.PREVIOUS_CHAMPION):
         mv = alias_version(client, settings.mlflow.model_name, alias)
         if mv is not None:
             t = mv.tags
@@ -169,6 +236,12 @@ def status(settings: Settings | None = None) -> dict:
                 "window": t.get(Tag.WINDOW_TEST),
                 **({"approval": REJECTED} if t.get(Tag.APPROVAL) == REJECTED else {}),
             }
+    if out:
+        out["rollout"] = rollout.read_state(client, settings.mlflow.model_name).describe()
+    out["recent_decisions"] = [
+        {k: r[k] for k in ("at", "action", "version", "decision", "actor", "strategy", "reason")}
+        for r in audit.read(limit=10, settings=settings)
+    ]
     return out
 
 
@@ -181,8 +254,10 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("promote", help="make a gate-passed version the champion")
     p.add_argument("--version", required=True)
     p.add_argument("--approver", required=True)
-    r = sub.add_parser("rollback", help="champion := previous champion")
+    r = sub.add_parser("rollback", help="champion := previous champion (ends a rollout in progress)")
     r.add_argument("--approver", required=True)
+    a = sub.add_parser("audit", help="the audit trail (governance.audit_log), oldest first")
+    a.add_argument("--version", help="only this model version")
     args = parser.parse_args(argv)
     setup_logging()
     try:
@@ -190,12 +265,14 @@ def main(argv: list[str] | None = None) -> int:
             out = status()
         elif args.command == "promote":
             out = promote(args.version, args.approver)
+        elif args.command == "audit":
+            out = audit.read(args.version)
         else:
             out = rollback(args.approver)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(json.dumps(out, indent=2))
+    print(json.dumps(out, indent=2, default=str))
     return 0
 
 

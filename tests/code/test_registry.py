@@ -131,13 +131,78 @@ def test_promote_refuses_a_version_gated_against_another_champion_and_rollback_r
     )
     assert st["challenger"]["version"] == v3  # the latest registered version
 
-    assert rollback("ops-oncall", settings=s) == {"champion": v1, "rolled_back": v3}
+    assert rollback("ops-oncall", settings=s) == {"champion": v1, "rolled_back": v3, "rollout_aborted": None}
     assert (_alias(s, "champion"), _alias(s, "previous_champion")) == (v1, None)
     tags = client.get_model_version(s.mlflow.model_name, v3).tags
     assert tags["rolled_back_by"] == "ops-oncall" and tags["rolled_back_at"]
     with pytest.raises(ValueError, match="nothing to roll back to"):
         rollback("ops-oncall", settings=s)
     assert _alias(s, "champion") == v1
+
+    # every promotion and the rollback are in the append-only audit log, which refuses a delete
+    from deltalake import DeltaTable
+
+    from jobs.platform import delta
+    from jobs.release import audit
+
+    trail = [(r["action"], r["version"], r["actor"]) for r in audit.read(settings=s)]
+    assert trail == [("promote", v1, "jane"), ("promote", v3, "kim"), ("rollback", v3, "ops-oncall")]
+    assert [r["action"] for r in status(s)["recent_decisions"]] == ["promote", "promote", "rollback"]
+    with pytest.raises(Exception, match="append-only"):
+        DeltaTable(str(delta.path(s, audit.TABLE))).delete(f"version = '{v1}'")
+    assert len(audit.read(settings=s)) == 3
+
+
+def test_an_approved_challenger_is_a_candidate_unless_there_is_no_champion(mlflow_settings, tmp_path, frame):
+    """train_model's approval: the first model is champion at once; later ones wait as candidate for deploy_model,
+    with the champion untouched, and a rollback during a rollout ends the rollout."""
+    from jobs.platform.tracking import mlflow_client
+    from jobs.release import rollout
+    from jobs.release.registry import approve_for_deployment, promote, rollback
+
+    s = mlflow_settings
+    client = mlflow_client(s)
+    v1 = _new_version(s, tmp_path / "a1", frame)["version"]
+    _tag(s, v1, gate__decision="passed", gate__champion_at_gate="none")
+    assert approve_for_deployment(v1, "jane", settings=s)["deployment"] == "first champion"
+    assert _alias(s, "champion") == v1 and _alias(s, "candidate") is None
+
+    v2 = _new_version(s, tmp_path / "a2", frame, seed=1)["version"]
+    _tag(s, v2, gate__decision="passed", gate__champion_at_gate=v1)
+    out = approve_for_deployment(v2, "kim", settings=s)
+    assert out["deployment"] == "candidate" and out["approved_by"] == "kim"
+    assert (_alias(s, "champion"), _alias(s, "candidate")) == (v1, v2)
+    assert rollout.read_state(client, s.mlflow.model_name) == rollout.ServingState(champion=v1, candidate=v2)
+
+    rollout.set_mode(client, s.mlflow.model_name, v2, rollout.CANARY, 0.25, "test")
+    state = rollout.read_state(client, s.mlflow.model_name)
+    assert (state.candidate, state.mode, state.share, state.by) == (v2, "canary", 0.25, "test")
+    # a mode written for another version never applies to the current candidate
+    client.set_registered_model_tag(s.mlflow.model_name, "rollout.version", v1)
+    assert rollout.read_state(client, s.mlflow.model_name).mode is None
+    rollout.set_mode(client, s.mlflow.model_name, v2, rollout.SHADOW, 0.0, "test")
+
+    v3 = _new_version(s, tmp_path / "a3", frame, seed=2)["version"]
+    _tag(s, v3, gate__decision="passed", gate__champion_at_gate=v1)
+    promote(v3, "kim", settings=s)
+    assert rollback("ops", settings=s)["rollout_aborted"] == v2
+    assert rollout.read_state(client, s.mlflow.model_name) == rollout.ServingState(champion=v1)
+
+
+def test_canary_buckets_are_stable_uniform_and_nested():
+    """The same card always lands in the same bucket; shares of cards follow the share; a card in the 5%
+    canary stays in the 25% one; another candidate version spreads the cards differently."""
+    from jobs.release.rollout import canary_bucket
+
+    cards = [f"C{i}" for i in range(20_000)]
+    buckets = [canary_bucket(c, "7") for c in cards]
+    assert buckets == [canary_bucket(c, "7") for c in cards]
+    for share in (0.05, 0.2, 0.5):
+        assert abs(sum(b < share for b in buckets) / len(cards) - share) < 4 * (share * (1 - share) / len(cards)) ** 0.5
+    assert all(b < 0.25 for b in buckets if b < 0.05)
+    other = [canary_bucket(c, "8") < 0.2 for c in cards]
+    same = sum(a == (b < 0.2) for a, b in zip(other, buckets, strict=True)) / len(cards)
+    assert same < 0.75  # independent spreads agree on 0.8^2 + 0.2^2 = 68% of cards
 
 
 def _gate_ctx(settings, tmp_path, name, frame, tags=None, seed=0):
