@@ -19,6 +19,7 @@ import time
 from serving import metrics
 
 GUARDED = ("/score", "/score/explain")
+STATUS = None  # set by the service: a callable giving /readyz's body (what serves, what was refused)
 EXPLAIN = "/score/explain"
 
 
@@ -65,6 +66,8 @@ class RequestGuard:
         try:
             if path in GUARDED and scope["method"] == "POST":
                 await self._guarded(scope, receive, counting_send)
+            elif path == "/readyz" and STATUS is not None:
+                await self.app(scope, receive, _with_status(counting_send))
             else:
                 await self.app(scope, receive, counting_send)
         finally:
@@ -124,6 +127,29 @@ class RequestGuard:
         if not single:
             return await self.app(scope, replay, send)
         await self.app(scope, replay, _unwrapping(send))
+
+
+def _with_status(send):
+    """A ``send`` that answers ``/readyz`` with JSON saying what serves and which versions were refused, and why."""
+    start: dict = {}
+
+    async def wrapped(message):
+        if message["type"] == "http.response.start":
+            start.update(message)
+            return None
+        if message["type"] != "http.response.body" or message.get("more_body", False):
+            return None
+        try:
+            payload = {"ready": start.get("status") == 200, **STATUS()}
+        except Exception as exc:  # noqa: BLE001 (the probe's status code matters more than its body)
+            payload = {"ready": start.get("status") == 200, "error": str(exc)}
+        body = json.dumps(payload).encode()
+        headers = [(k, v) for k, v in start.get("headers", []) if k.lower() not in (b"content-length", b"content-type")]
+        headers += [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        await send({**start, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    return wrapped
 
 
 def _unwrapping(send):

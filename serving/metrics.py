@@ -36,3 +36,12 @@ FEATURE_LOOKUP = bentoml.metrics.Histogram(
     documentation="Online-store time per request (reads and the state update), seconds",
     buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1),
 )
+MODEL_SWAPS = bentoml.metrics.Counter(
+    name="fraud_scoring_model_swaps_total",
+    documentation="Changes of the serving route (champion, candidate, mode, share) read from the registry",
+)
+CANDIDATE_ERRORS = bentoml.metrics.Counter(
+    name="fraud_scoring_candidate_errors_total",
+    documentation="Transactions a candidate failed to score (canary: answered by the champion; shadow: no shadow score)",
+    labelnames=["model_version"],
+)

@@ -22,8 +22,9 @@ from serving.schemas import Transaction
 class FeatureStep:
     """Features of incoming transactions from the online store, each added to the store once scored."""
 
-    def __init__(self, store: OnlineStore) -> None:
+    def __init__(self, store: OnlineStore, record: bool = True) -> None:
         self.store = store
+        self.record = record  # False: read-only (a smoke-test instance must not change the live store)
         self._lock = threading.Lock()  # one store connection per process: never used by two threads at once
 
     def features(self, transactions: Sequence[Transaction]) -> tuple[list[dict], float]:
@@ -55,11 +56,12 @@ class FeatureStep:
                 [(from_us(ts), None if known is None else from_us(known)) for ts, known in terminal],
                 delay,
             )
-            t0 = time.perf_counter()
-            self.store.record(
-                [LiveTransaction(tx.transaction_id, tx.customer_id, tx.terminal_id, ts_us, float(tx.tx_amount))]
-            )
-            store_s += time.perf_counter() - t0
+            if self.record:
+                t0 = time.perf_counter()
+                self.store.record(
+                    [LiveTransaction(tx.transaction_id, tx.customer_id, tx.terminal_id, ts_us, float(tx.tx_amount))]
+                )
+                store_s += time.perf_counter() - t0
             out.append(feats)
         return out, store_s
 

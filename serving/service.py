@@ -3,8 +3,9 @@
 One BentoML service, :class:`FraudScoring`, run by ``PIPELINE_SERVING_WORKERS`` processes. Each one
 validates the raw transactions (:mod:`serving.schemas`, plus the guards of :mod:`serving.http`),
 computes their features from the online store and records them there (:mod:`serving.online`),
-scores them with the champion's LightGBM booster (:mod:`serving.models`, loaded from the MLflow
-registry), answers, and logs the predictions off the request path (:mod:`serving.predlog`).
+scores them with the LightGBM boosters the registry says serve (:mod:`serving.router`: the champion,
+and a candidate in shadow or canary; swapped without a restart), answers, and logs the predictions
+off the request path (:mod:`serving.predlog`).
 ``/score`` is a batchable API: BentoML's adaptive batching hands concurrent requests to one call,
 one store pass and one ``Booster.predict``, in the same process (an IPC hop to a separate model
 service cost more than the batching saved, measured in ``bench/README.md``). The model set holds
@@ -13,7 +14,8 @@ can be loaded at once (the deployment strategies build on it).
 
 Start it with ``python -m serving`` (or ``make serve``): localhost:3000. It refuses to start, with a
 one-line reason, when there is no champion, when the champion's feature set is not the code's, or
-when the online store is empty. ``/healthz`` = alive, ``/readyz`` = model and store loaded,
+when the online store is empty. ``/healthz`` = alive, ``/readyz`` = model and store loaded (its body
+says which versions serve and which were refused, and why), ``/model`` = the same in detail,
 ``/metrics`` = Prometheus.
 """
 
@@ -23,6 +25,7 @@ import gc
 import logging
 import time
 import uuid
+from collections import Counter
 from datetime import UTC, datetime
 
 import bentoml
@@ -30,11 +33,11 @@ import bentoml
 from jobs.config import get_settings
 from jobs.features.registry import FEATURE_NAMES
 from jobs.features.store import open_store
-from serving import metrics
+from serving import http, metrics
 from serving.http import RequestGuard
-from serving.models import ModelSet
 from serving.online import FeatureStep, to_matrix
 from serving.predlog import PredictionLog
+from serving.router import Router
 from serving.schemas import Score, Transaction, request_body
 
 log = logging.getLogger("serving")
@@ -54,21 +57,22 @@ class FraudScoring:
     """Raw transactions in; score, alert and (with ``explain=true``) the reasons out."""
 
     def __init__(self) -> None:
-        self.models = ModelSet(SETTINGS)  # raises ModelNotServable with the reason
+        self.router = Router(SETTINGS)  # raises ModelNotServable with the reason; polls the registry
         self.store = open_store(SETTINGS)
         self.store_info = self.store.ready_info()  # raises StoreNotReady with what to run
-        self.step = FeatureStep(self.store)
+        self.step = FeatureStep(self.store, record=S.record)
         self.log = PredictionLog(
             SETTINGS.storage.prediction_log_dir, S.log_rotate_s, header={"feature_names": list(FEATURE_NAMES)}
         )
-        m = self.models.current
+        http.STATUS = self.status
         log.info(
-            "serving %s version %s (alert threshold %.6f); online store %s, state of %s",
-            m.name,
-            m.version,
-            m.alert_threshold,
+            "serving %s %s (reload every %s s); online store %s, state of %s%s",
+            SETTINGS.mlflow.model_name,
+            self.router.route.describe(),
+            S.reload_s if not S.pinned_version else "- (pinned)",
             S.backend,
             self.store_info.state_date,
+            "" if S.record else " (read-only)",
         )
         gc.collect()
         gc.freeze()  # the booster and the store are long-lived: keep the collector from rescanning them
@@ -99,65 +103,75 @@ class FraudScoring:
         feats, store_s = self.step.features(txs)
         metrics.FEATURE_LOOKUP.observe(store_s)
         matrix = to_matrix(feats)
-        scores, model = self.models.score(matrix)
-        contrib = model.contributions(matrix) if explain else None
-        base = {
-            "alert_threshold": model.alert_threshold,
-            "model_name": model.name,
-            "model_version": model.version,
-            "feature_set_version": model.feature_set_version,
-        }
-        results = [
-            Score(
-                transaction_id=tx.transaction_id,
-                score=float(s),
-                alert=bool(s >= model.alert_threshold),
-                request_id=uuid.uuid4().hex,
-                features=f if explain else None,
-                contributions=None
-                if contrib is None
-                else {**dict(zip(FEATURE_NAMES, contrib[i, :-1].tolist(), strict=True)), "bias": float(contrib[i, -1])},
-                **base,
+        scored = self.router.score(matrix, [tx.customer_id for tx in txs])
+        contrib = _contributions(scored, matrix) if explain else None
+        results = []
+        for i, (tx, s, f, model) in enumerate(zip(txs, scored.scores, feats, scored.models, strict=True)):
+            results.append(
+                Score(
+                    transaction_id=tx.transaction_id,
+                    score=float(s),
+                    alert=bool(s >= model.alert_threshold),
+                    alert_threshold=model.alert_threshold,
+                    model_name=model.name,
+                    model_version=model.version,
+                    feature_set_version=model.feature_set_version,
+                    request_id=uuid.uuid4().hex,
+                    features=f if explain else None,
+                    contributions=None
+                    if contrib is None
+                    else {
+                        **dict(zip(FEATURE_NAMES, contrib[i, :-1].tolist(), strict=True)),
+                        "bias": float(contrib[i, -1]),
+                    },
+                )
             )
-            for i, (tx, s, f) in enumerate(zip(txs, scores, feats, strict=True))
-        ]
         latency_ms = round((time.perf_counter() - started) * 1000, 3)
         served_at = datetime.now(UTC).isoformat(timespec="microseconds")
-        self.log.write(
-            [
-                {
-                    "request_id": r.request_id,
-                    "transaction_id": tx.transaction_id,
-                    "customer_id": tx.customer_id,
-                    "terminal_id": tx.terminal_id,
-                    "tx_datetime": tx.tx_datetime,
-                    "tx_amount": tx.tx_amount,
-                    "served_at": served_at,
-                    "model_name": r.model_name,
-                    "model_version": r.model_version,
-                    "feature_set_version": r.feature_set_version,
-                    "score": r.score,
-                    "alert": r.alert,
-                    "latency_ms": latency_ms,
-                    "features": [f[name] for name in FEATURE_NAMES],
-                }
-                for tx, r, f in zip(txs, results, feats, strict=True)
-            ]
-        )
-        alerts = sum(r.alert for r in results)
-        for alert, count in (("true", alerts), ("false", len(results) - alerts)):
-            if count:
-                metrics.PREDICTIONS.labels(model_version=model.version, alert=alert).inc(count)
+        shadow = scored.shadow_model
+        records = []
+        for i, (tx, r, f) in enumerate(zip(txs, results, feats, strict=True)):
+            record = {
+                "request_id": r.request_id,
+                "transaction_id": tx.transaction_id,
+                "customer_id": tx.customer_id,
+                "terminal_id": tx.terminal_id,
+                "tx_datetime": tx.tx_datetime,
+                "tx_amount": tx.tx_amount,
+                "served_at": served_at,
+                "model_name": r.model_name,
+                "model_version": r.model_version,
+                "feature_set_version": r.feature_set_version,
+                "score": r.score,
+                "alert": r.alert,
+                "latency_ms": latency_ms,
+                "features": [f[name] for name in FEATURE_NAMES],
+                "path": scored.paths[i],
+            }
+            if scored.candidate_error and scored.paths[i] == "fallback":
+                record["candidate_error"] = scored.candidate_error
+            if shadow is not None:
+                record["shadow_version"] = shadow.version
+                record["shadow_ms"] = round(scored.shadow_ms, 3)
+                if scored.shadow is not None:
+                    record["shadow_score"] = float(scored.shadow[i])
+                    record["shadow_alert"] = bool(scored.shadow[i] >= shadow.alert_threshold)
+                else:
+                    record["candidate_error"] = scored.shadow_error
+            records.append(record)
+        self.log.write(records)
+        for (version, alert), count in Counter((r.model_version, r.alert) for r in results).items():
+            metrics.PREDICTIONS.labels(model_version=version, alert="true" if alert else "false").inc(count)
         for r in results:
-            metrics.SCORES.labels(model_version=model.version).observe(r.score)
+            metrics.SCORES.labels(model_version=r.model_version).observe(r.score)
         return results
 
     @bentoml.api(route="/model")
     def model_info(self) -> dict:
-        """The model versions loaded and the online store's state (what a caller is scored with)."""
+        """The versions that serve (route, loaded, refused and why) and the online store's state."""
         info = self.store.info()
         return {
-            "models": self.models.describe(),
+            "models": self.router.describe(),
             "online_store": {
                 "backend": S.backend,
                 "state_date": info.state_date.isoformat() if info else None,
@@ -171,12 +185,30 @@ class FraudScoring:
         except Exception:  # noqa: BLE001 (not ready, whatever the reason; /readyz answers 503)
             log.exception("not ready")
             return False
-        return bool(self.models.models)
+        return self.router.route is not None
+
+    def status(self) -> dict:
+        """The body of ``/readyz``: what serves and what was refused."""
+        return {"model": self.router.describe(), "online_store_state": self.store_info.state_date.isoformat()}
 
     @bentoml.on_shutdown
     def flush_prediction_log(self) -> None:
+        self.router.close()
         self.log.close()
         self.store.close()
+
+
+def _contributions(scored, matrix):
+    """Per row, the feature contributions (and bias) by the version that answered it."""
+    import numpy as np
+
+    out = np.empty((len(matrix), matrix.shape[1] + 1), dtype=np.float64)
+    by_version: dict[str, list[int]] = {}
+    for i, model in enumerate(scored.models):
+        by_version.setdefault(model.version, []).append(i)
+    for rows in by_version.values():
+        out[rows] = scored.models[rows[0]].contributions(matrix[rows])
+    return out
 
 
 FraudScoring.add_asgi_middleware(RequestGuard, max_body_bytes=S.max_body_bytes)

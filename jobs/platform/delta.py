@@ -80,12 +80,14 @@ def read(settings: Settings, spec: TableSpec, columns: list[str] | None = None, 
     return DeltaTable(str(path(settings, spec.name))).to_pyarrow_table(columns=columns, filters=filters)
 
 
-def append(settings: Settings, spec: TableSpec, data: pa.Table) -> int:
-    """Append ``data`` in one commit; return the new version."""
+def append(settings: Settings, spec: TableSpec, data: pa.Table, evolve: bool = False) -> int:
+    """Append ``data`` in one commit; return the new version. ``evolve``: add the spec's new (nullable)
+    columns to a table created before them."""
     from deltalake import write_deltalake
 
     ensure(settings, spec)
-    write_deltalake(str(path(settings, spec.name)), data.cast(spec.schema), mode="append")
+    mode = {"schema_mode": "merge"} if evolve else {}
+    write_deltalake(str(path(settings, spec.name)), data.cast(spec.schema), mode="append", **mode)
     return version(settings, spec.name)
 
 

@@ -84,4 +84,37 @@ def load_scoring_model(
     names = list(booster.feature_name())
     if names != list(FEATURE_NAMES):
         raise ModelNotServable(f"{name} version {mv.version} takes features {names}, not {list(FEATURE_NAMES)}")
-    return ScoringModel(name, str(mv.version), booster, fsv, float(threshold), mv.run_id or "")
+    model = ScoringModel(name, str(mv.version), booster, fsv, float(threshold), mv.run_id or "")
+    check_golden(model)
+    return model
+
+
+def golden_matrix() -> np.ndarray:
+    """Feature rows every servable version must score (finite, in [0, 1]): a quiet card, a busy one, extremes.
+
+    Not a quality test (the gate did that): a check that the booster loads, takes the code's feature
+    vector and answers numbers, before a version is allowed to answer anyone.
+    """
+    import numpy as np
+
+    quiet = dict.fromkeys(FEATURE_NAMES, 0.0) | {"tx_amount": 42.5, "customer_avg_amount_30d": 40.0}
+    busy = dict.fromkeys(FEATURE_NAMES, 3.0) | {"tx_amount": 1500.0, "tx_during_night": 1.0}
+    busy |= {name: 0.5 for name in FEATURE_NAMES if "risk" in name or "share" in name}
+    rows = [quiet, busy, dict.fromkeys(FEATURE_NAMES, 0.0), dict.fromkeys(FEATURE_NAMES, 1000000.0)]
+    return np.array([[row[name] for name in FEATURE_NAMES] for row in rows], dtype=np.float64)
+
+
+def check_golden(model: ScoringModel) -> None:
+    """Raise :class:`ModelNotServable` unless ``model`` scores the golden rows with finite numbers in [0, 1]."""
+    import numpy as np
+
+    matrix = golden_matrix()
+    try:
+        scores = np.asarray(model.predict(matrix), dtype=np.float64)
+    except Exception as exc:  # noqa: BLE001 (whatever the booster raises, the version cannot serve)
+        raise ModelNotServable(f"{model.name} version {model.version} fails on the golden rows: {exc}") from None
+    if scores.shape != (len(matrix),) or not np.all(np.isfinite(scores)) or np.any((scores < 0) | (scores > 1)):
+        raise ModelNotServable(
+            f"{model.name} version {model.version} scores the golden rows {scores.tolist()}: "
+            "expected one finite score in [0, 1] per row"
+        )

@@ -49,6 +49,13 @@ SPEC = delta.TableSpec(
             pa.field("features", pa.map_(pa.string(), pa.float64()), nullable=False),
             pa.field("source_file", pa.string(), nullable=False),
             pa.field("loaded_at", pa.timestamp("us", tz="UTC"), nullable=False),
+            # deployment (deploy_model): who answered (champion, canary, or fallback: the champion
+            # answered for a failing candidate), and a shadow candidate's score of the same row
+            pa.field("path", pa.string()),
+            pa.field("shadow_version", pa.string()),
+            pa.field("shadow_score", pa.float64()),
+            pa.field("shadow_alert", pa.bool_()),
+            pa.field("candidate_error", pa.string()),
         ]
     ),
     ("served_date",),
@@ -88,6 +95,11 @@ def _rows(path, loaded_at: datetime) -> pa.Table:
             ),
             "source_file": [path.name] * len(records),
             "loaded_at": pa.array([loaded_at] * len(records), pa.timestamp("us", tz="UTC")),
+            "path": [r.get("path", "champion") for r in records],
+            "shadow_version": [r.get("shadow_version") for r in records],
+            "shadow_score": pa.array([r.get("shadow_score") for r in records], pa.float64()),
+            "shadow_alert": pa.array([r.get("shadow_alert") for r in records], pa.bool_()),
+            "candidate_error": [r.get("candidate_error") for r in records],
         },
         schema=SPEC.schema,
     )
@@ -140,7 +152,7 @@ def load_prediction_log(settings: Settings | None = None) -> dict:
         if path.name not in already:
             table = _rows(path, now)
             if table.num_rows:
-                delta.append(settings, SPEC, table)
+                delta.append(settings, SPEC, table, evolve=True)  # tables from before the deployment columns
                 rows += table.num_rows
             loaded += 1
             failpoint("prediction_log:after_append")
@@ -159,6 +171,40 @@ def load_prediction_log(settings: Settings | None = None) -> dict:
     }
     log.info("prediction log: %s", summary)
     return summary
+
+
+def read_recent(since: datetime, settings: Settings | None = None) -> list[dict]:
+    """Every logged answer served at or after ``since``, from the files as the service writes them.
+
+    Open files included (a worker's current file; its last line may be cut mid-write and is
+    skipped), closed ones, and those already loaded (``loaded/``): what ``deploy_model`` compares
+    while a rollout is live, without waiting for a rotation or a load. Files last written before
+    ``since`` are not opened.
+    """
+    settings = settings or get_settings()
+    directory = settings.storage.prediction_log_dir
+    if not directory.is_dir():
+        return []
+    cutoff = since.timestamp()
+    out = []
+    paths = [*directory.glob("*.jsonl*"), *(directory / LOADED_DIR).glob("*.jsonl")]
+    for path in paths:
+        try:
+            if path.stat().st_mtime < cutoff:
+                continue
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:  # renamed (rotated or loaded) meanwhile: found under its new name, or missed
+            continue
+        for line in text.splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:  # a line being written
+                continue
+            if record.get("header"):
+                continue
+            if datetime.fromisoformat(record["served_at"]) >= since:
+                out.append(record)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
