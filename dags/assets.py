@@ -28,8 +28,14 @@ ONLINE_STORE = Asset(name="serving.online_store", uri=f"file://{_settings.storag
 TRANSACTION_SCORES = table_asset("predictions.transaction_scores")
 DAILY_ALERTS = table_asset("predictions.daily_alerts")
 PREDICTION_LOG = table_asset("monitoring.prediction_log")
-# emitted by train_model when a new champion is promoted; deploy_model will run on it
+# emitted by train_model's promote when a challenger is approved (extra: its version): the first
+# champion at once, later ones as the registry's candidate; deploy_model runs on it and rolls it out
 CHAMPION_MODEL = Asset(
     name=f"model.{_settings.mlflow.model_name}.champion",
     uri=f"models:/{_settings.mlflow.model_name}@champion",
+)
+# emitted by deploy_model when a version has switched to champion in the running service
+DEPLOYED_MODEL = Asset(
+    name=f"model.{_settings.mlflow.model_name}.deployed",
+    uri=f"models:/{_settings.mlflow.model_name}@champion/deployed",
 )

@@ -13,7 +13,8 @@ feature validation) and every Monday 03:00 UTC; trigger it from the UI with the 
 * a passed challenger waits in ``approve_promotion`` (Airflow's *Required actions* page: Approve or
   Reject; a human-in-the-loop task), or goes through ``auto_approve`` when ``PIPELINE_AUTO_APPROVE=true``
   (demo, tests);
-* ``promote`` moves the ``champion`` alias and records who approved and when. A rejected challenger
+* ``promote`` records who approved and when, and hands the version to ``deploy_model`` (the registry's
+  ``candidate``, rolled out by shadow and canary; the very first model becomes champion at once). A rejected challenger
   ends in ``rejected`` and never serves; ``record_outcome`` writes down what happened (a person's
   Reject, or no answer within 7 days, is tagged on the version so it can never be promoted later;
   a run that failed before the gate is recorded as such).
@@ -170,10 +171,12 @@ def train_model():
     )
 
     @task(trigger_rule="none_failed_min_one_success", outlets=[CHAMPION_MODEL])
-    def promote(ti=None) -> dict:
+    def promote(ti=None, outlet_events=None) -> dict:
         """Upstream: the two approval paths only, so a challenger the gate rejected (both skipped) is skipped here too.
 
-        A person's Reject (or the timeout default) skips it too: no champion Asset is emitted.
+        An approved challenger becomes the registry's ``candidate`` and the champion Asset (with its
+        version) starts ``deploy_model``, which rolls it out; the first champion is promoted at once.
+        A person's Reject (or the timeout default) skips it: no champion Asset is emitted.
         """
         from airflow.sdk.exceptions import AirflowSkipException
 
@@ -185,6 +188,7 @@ def train_model():
         promoted = promote_approved(ti.xcom_pull(task_ids="gate"), answer)
         if promoted is None:
             raise AirflowSkipException("the promotion was not approved")
+        outlet_events[CHAMPION_MODEL].extra = {"version": promoted["version"], "deployment": promoted["deployment"]}
         return promoted
 
     @task(trigger_rule="all_done")

@@ -23,7 +23,7 @@ def dagbag():
 
 def test_no_import_errors(dagbag):
     assert dagbag.import_errors == {}
-    assert set(dagbag.dags) == {"data_pipeline", "train_model", "batch_score"}
+    assert set(dagbag.dags) == {"data_pipeline", "train_model", "batch_score", "deploy_model"}
     assert not any(p.endswith("assets.py") for p in dagbag.file_last_changed)  # .airflowignore: not a DAG file
 
 
@@ -46,6 +46,29 @@ def test_each_asset_is_defined_once_and_shared(dagbag):
     assert batch.get_task("score").outlets == [assets.TRANSACTION_SCORES, assets.DAILY_ALERTS]
     assert batch.get_task("load_prediction_log").outlets == [assets.PREDICTION_LOG]
     assert dagbag.dags["data_pipeline"].get_task("materialize_online").outlets == [assets.ONLINE_STORE]
+    # deploy_model runs on the champion Asset train_model's promote emits, and emits the deployed one
+    deploy = dagbag.dags["deploy_model"]
+    assert list(deploy.timetable.asset_condition.objects) == [assets.CHAMPION_MODEL]
+    assert deploy.get_task("switch").outlets == [assets.DEPLOYED_MODEL]
+
+
+def test_deploy_model_shape(dagbag, settings):
+    """Each stage needs the previous one; a failure anywhere ends in the rollback; strategies skip, never fail.
+
+    Failed comparisons and smoke tests raise AirflowFailException (a retry would see the same evidence);
+    the retries are for infrastructure (a registry or Bento build hiccup)."""
+    dag = dagbag.dags["deploy_model"]
+    up = {t.task_id: set(t.upstream_task_ids) for t in dag.tasks}
+    assert up["build_bento"] == {"plan", "route"} and up["manual_rollback"] == {"plan", "route"}
+    assert up["smoke_test"] == {"plan", "build_bento"} and up["shadow"] == {"plan", "smoke_test"}
+    # canary and switch read the plan from XCom: their only upstreams are stages, so a rollback run
+    # (smoke test skipped) skips them, and a strategy without shadow (or canary) still reaches them
+    assert up["canary"] == {"smoke_test", "shadow"} and up["switch"] == {"smoke_test", "canary"}
+    assert up["rollback"] == {"build_bento", "smoke_test", "shadow", "canary"}
+    rules = {t.task_id: t.trigger_rule for t in dag.tasks}
+    assert rules["canary"] == rules["switch"] == "none_failed_min_one_success" and rules["rollback"] == "one_failed"
+    assert dag.params["strategy"] == settings.deploy.strategy and dag.params["canary_shares"] == settings.deploy.shares
+    assert dag.max_active_runs == 1
 
 
 _TIME_IMPORT = """
