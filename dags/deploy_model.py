@@ -13,7 +13,7 @@ within ``PIPELINE_SERVING_RELOAD_S``: no restart, no failed request. Strategy ``
 the champion back at the previous champion (``make rollback`` does the same).
 
 Every decision, with its numbers, is a row of ``governance.audit_log``
-(``python -m jobs.release.registry audit``). Logic lives in ``jobs.release.deploy``.
+(``python -m jobs.release.registry audit``). Logic lives in ``jobs.deployment.stages``.
 """
 
 from __future__ import annotations
@@ -76,8 +76,8 @@ def deploy_model():
     def plan(params: dict | None = None, dag_run=None, triggering_asset_events=None) -> dict:
         from airflow.sdk.exceptions import AirflowFailException
 
-        from jobs.release.deploy import DeploymentFailed
-        from jobs.release.deploy import plan as make_plan
+        from jobs.deployment.stages import DeploymentFailed
+        from jobs.deployment.stages import plan as make_plan
 
         events = [e.extra for e in (triggering_asset_events or {}).get(CHAMPION_MODEL, [])]
         version = params.get("version") or next((e.get("version") for e in reversed(events) if e.get("version")), None)
@@ -94,7 +94,7 @@ def deploy_model():
 
     @task
     def build_bento(p: dict) -> str:
-        from jobs.release.deploy import build_bento as build
+        from jobs.deployment.stages import build_bento as build
 
         return build(p)
 
@@ -102,8 +102,8 @@ def deploy_model():
     def smoke_test(p: dict, bento: str) -> dict:
         from airflow.sdk.exceptions import AirflowFailException
 
-        from jobs.release.deploy import DeploymentFailed
-        from jobs.release.deploy import smoke_test as run
+        from jobs.deployment.stages import DeploymentFailed
+        from jobs.deployment.stages import smoke_test as run
 
         try:
             return run(p, bento)
@@ -114,7 +114,7 @@ def deploy_model():
     def shadow(p: dict) -> dict:
         from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-        from jobs.release.deploy import DeploymentFailed, observe
+        from jobs.deployment.stages import DeploymentFailed, observe
 
         if p["strategy"] not in ("progressive", "shadow"):
             raise AirflowSkipException(f"strategy {p['strategy']}: no shadow")
@@ -132,7 +132,7 @@ def deploy_model():
         """
         from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-        from jobs.release.deploy import DeploymentFailed, observe
+        from jobs.deployment.stages import DeploymentFailed, observe
 
         p = ti.xcom_pull(task_ids="plan")
         if p["strategy"] not in ("progressive", "canary"):
@@ -145,7 +145,7 @@ def deploy_model():
     @task(trigger_rule="none_failed_min_one_success", outlets=[DEPLOYED_MODEL])
     def switch(ti=None, outlet_events=None) -> dict:
         """Upstream: the smoke test and the canary (the plan is read from XCom): skipped with them on a rollback run."""
-        from jobs.release.deploy import switch as do_switch
+        from jobs.deployment.stages import switch as do_switch
 
         p = ti.xcom_pull(task_ids="plan")
         out = do_switch(p)
@@ -154,8 +154,8 @@ def deploy_model():
 
     @task(trigger_rule="one_failed")
     def rollback(ti=None) -> dict:
-        """A stage failed: end the rollout (the champion answers everything again) and record why."""
-        from jobs.release.deploy import abort
+        """A stage failed (the switch included): end the rollout (the champion answers everything again), record why."""
+        from jobs.deployment.stages import abort
 
         p = ti.xcom_pull(task_ids="plan")
         if not p:
@@ -166,8 +166,8 @@ def deploy_model():
     def manual_rollback(p: dict) -> dict:
         from airflow.sdk.exceptions import AirflowFailException
 
-        from jobs.release.deploy import DeploymentFailed
-        from jobs.release.deploy import manual_rollback as run
+        from jobs.deployment.stages import DeploymentFailed
+        from jobs.deployment.stages import manual_rollback as run
 
         try:
             return run(p)
@@ -183,7 +183,7 @@ def deploy_model():
     route(p) >> [bento, manual_rollback(p)]
     smoked >> shadowed >> canaried >> switched
     smoked >> [canaried, switched]
-    [bento, smoked, shadowed, canaried] >> rollback()
+    [bento, smoked, shadowed, canaried, switched] >> rollback()
 
 
 deploy_model()

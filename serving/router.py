@@ -6,8 +6,9 @@ started with, and no request ever sees half a change. Every ``PIPELINE_SERVING_R
 background thread reads the serving state from the registry (:func:`jobs.release.rollout.read_state`,
 one call); a version it does not hold yet is loaded and checked (feature-set version, alert
 threshold, golden rows: :func:`jobs.scoring.model.load_scoring_model`) before the new route is
-built. A version that fails never serves: the router keeps what it had, logs why, and ``/readyz``
-lists the version and the reason. Registry errors (a tracking server down) leave the route as it is.
+built. A version that fails its checks never serves: the router keeps what it had, logs why, and
+``/readyz`` lists the version and the reason. Registry errors (a tracking server down, a timeout)
+leave the route as it is and are retried at the next poll; they never refuse a version.
 
 Routing: ``shadow`` = the champion answers and the candidate scores the same rows on the side;
 ``canary`` = the candidate answers the cards below the share (:func:`jobs.release.rollout.canary_bucket`);
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -117,7 +119,10 @@ class Router:
     # -- keeping in step with the registry ---------------------------------------------------------
     def _poll(self) -> None:
         while not self._stop.wait(self.reload_s):
-            self.refresh()
+            try:
+                self.refresh()
+            except Exception:  # noqa: BLE001 (the poll thread must outlive any one bad poll)
+                log.exception("registry poll failed; retrying in %s s", self.reload_s)
 
     def refresh(self) -> bool:
         """Read the registry once and swap the route if it changed; True when it did. Never raises."""
@@ -143,7 +148,8 @@ class Router:
         self.route = new  # one assignment: requests in flight keep the route they read
         self.swaps += 1
         metrics.MODEL_SWAPS.inc()
-        keep = {champion.version} | ({candidate.version} if candidate else set())
+        # keep the versions that serve, and the champion that served before (a rollback is then instant)
+        keep = {champion.version, current.champion.version} | ({candidate.version} if candidate else set())
         self._cache = {v: m for v, m in self._cache.items() if v in keep}
         gc.freeze()  # the new booster is long-lived too (see FraudScoring.__init__)
         log.info("now serving %s (was %s)", new.describe(), current.describe())
@@ -218,6 +224,7 @@ class Router:
     def describe(self) -> dict:
         """What this process serves and holds, and what it refused (for ``/model`` and ``/readyz``)."""
         return {
+            "pid": os.getpid(),
             "route": self.route.describe(),
             "versions": {v: m.describe() for v, m in self._route_models().items()},
             "pinned": self.pinned,

@@ -89,7 +89,7 @@ def register_challenger(ctx: dict, settings: Settings | None = None) -> dict:
     return {**ctx, "version": str(mv.version)}
 
 
-def _check_promotable(client, name: str, version: str, current) -> None:
+def check_promotable(client, name: str, version: str, current) -> None:
     """Raise ValueError unless ``version`` passed the gate, was not rejected, and was gated against ``current``."""
     mv = client.get_model_version(name, version)
     decision = mv.tags.get(Tag.GATE_DECISION)
@@ -125,7 +125,7 @@ def promote(
     client = mlflow_client(settings)
     name = settings.mlflow.model_name
     current = alias_version(client, name, Alias.CHAMPION)
-    _check_promotable(client, name, version, current)
+    check_promotable(client, name, version, current)
     if current is not None and str(current.version) != str(version):
         client.set_registered_model_alias(name, Alias.PREVIOUS_CHAMPION, current.version)
         client.set_model_version_tag(name, current.version, Tag.RETIRED_AT, now_iso())
@@ -159,11 +159,20 @@ def approve_for_deployment(
             "no champion yet: version %s is promoted at once (nothing serves, nothing to roll out against)", version
         )
         return {**promote(version, approver, approved_at, settings), "deployment": "first champion"}
-    _check_promotable(client, name, version, current)
+    check_promotable(client, name, version, current)
     record = {Tag.APPROVED_BY: approver, Tag.APPROVED_AT: approved_at or now_iso()}
     for k, v in record.items():
         client.set_model_version_tag(name, version, k, v)
-    rollout.set_candidate(client, name, str(version))
+    state = rollout.read_state(client, name)
+    if state.mode is None:
+        rollout.set_candidate(client, name, str(version))
+    else:  # a rollout is live: leave it alone; deploy_model (queued behind it) rolls this version out next
+        log.warning(
+            "version %s approved while version %s is rolled out (%s): it is deployed next",
+            version,
+            state.candidate,
+            state.mode,
+        )
     audit.record(
         "approve", "candidate", approver, version, details={"champion": str(current.version)}, settings=settings
     )
@@ -187,9 +196,17 @@ def rollback(approver: str, settings: Settings | None = None) -> dict:
     name = settings.mlflow.model_name
     previous = alias_version(client, name, Alias.PREVIOUS_CHAMPION)
     current = alias_version(client, name, Alias.CHAMPION)
-    if previous is None:
-        raise ValueError(f"{name} has no {Alias.PREVIOUS_CHAMPION}: nothing to roll back to")
     aborted = rollout.clear(client, name)  # a candidate being rolled out stops answering first
+    if previous is None:
+        if aborted is not None:  # nothing to go back to, but the rollout is stopped: that is the rollback
+            out = {
+                "champion": None if current is None else str(current.version),
+                "rolled_back": None,
+                "rollout_aborted": aborted,
+            }
+            audit.record("rollback", "done", approver, aborted, details=out, settings=settings)
+            return out
+        raise ValueError(f"{name} has no {Alias.PREVIOUS_CHAMPION}: nothing to roll back to")
     client.set_registered_model_alias(name, Alias.CHAMPION, previous.version)
     client.delete_registered_model_alias(name, Alias.PREVIOUS_CHAMPION)
     if current is not None:

@@ -7,6 +7,7 @@ threshold recorded. The booster is used directly (``Booster.predict``), not thro
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -62,11 +63,13 @@ def load_scoring_model(
     name = settings.mlflow.model_name
     try:
         mv = client.get_model_version(name, version) if version else client.get_model_version_by_alias(name, alias)
-    except mlflow.exceptions.MlflowException:
+    except mlflow.exceptions.MlflowException as exc:
+        if exc.error_code not in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            raise  # the registry is unreachable or failing: not a verdict on the version (callers retry)
         what = f"version {version}" if version else f"alias {str(alias)!r}"
         raise ModelNotServable(
-            f"no {what} for model {name!r} in {settings.mlflow_tracking_uri}: train and promote a model first "
-            "(train_model, or `make demo`)"
+            f"no {what} for model {name!r} in {redact(settings.mlflow_tracking_uri)}: train and promote a model "
+            "first (train_model, or `make demo`)"
         ) from None
     fsv = mv.tags.get(Tag.FEATURE_SET_VERSION)
     if fsv != FEATURE_SET_VERSION:
@@ -87,6 +90,11 @@ def load_scoring_model(
     model = ScoringModel(name, str(mv.version), booster, fsv, float(threshold), mv.run_id or "")
     check_golden(model)
     return model
+
+
+def redact(uri: str) -> str:
+    """``uri`` without a password or token (``scheme://user:secret@host`` -> ``scheme://***@host``)."""
+    return re.sub(r"://[^/@]+@", "://***@", uri)
 
 
 def golden_matrix() -> np.ndarray:

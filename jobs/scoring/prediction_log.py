@@ -186,16 +186,20 @@ def read_recent(since: datetime, settings: Settings | None = None) -> list[dict]
     if not directory.is_dir():
         return []
     cutoff = since.timestamp()
-    out = []
+    seen: dict[str, dict] = {}  # by request_id: a file renamed while listing may be read twice
     paths = [*directory.glob("*.jsonl*"), *(directory / LOADED_DIR).glob("*.jsonl")]
     for path in paths:
-        try:
-            if path.stat().st_mtime < cutoff:
+        text = None
+        closed = path.name.removesuffix(".open")
+        for candidate in (path, path.with_name(closed), directory / LOADED_DIR / closed):
+            try:  # rotated (.open -> .jsonl) or loaded (-> loaded/) since the listing: read it where it went
+                if candidate.stat().st_mtime < cutoff:
+                    break
+                text = candidate.read_text(encoding="utf-8")
+                break
+            except FileNotFoundError:
                 continue
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:  # renamed (rotated or loaded) meanwhile: found under its new name, or missed
-            continue
-        for line in text.splitlines():
+        for line in (text or "").splitlines():
             try:
                 record = json.loads(line)
             except ValueError:  # a line being written
@@ -203,8 +207,8 @@ def read_recent(since: datetime, settings: Settings | None = None) -> list[dict]
             if record.get("header"):
                 continue
             if datetime.fromisoformat(record["served_at"]) >= since:
-                out.append(record)
-    return out
+                seen[record["request_id"]] = record
+    return list(seen.values())
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,11 +7,13 @@ too few rows) and check each verdict and its reason.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import numpy as np
 import pytest
 
 from jobs.config import ConfigError, load_settings, parse_shares
-from jobs.release.deploy import DeploymentFailed, compare_canary, compare_shadow
+from jobs.deployment.stages import DeploymentFailed, compare_canary, compare_shadow
 
 CFG = load_settings({"PIPELINE_DEPLOY_MIN_REQUESTS": "100"}).deploy
 
@@ -42,6 +44,15 @@ def test_shadow_passes_a_similar_candidate_and_says_why_it_fails_others():
 
     failing = compare_shadow(_shadow_records(500, errors=5), "2", CFG)
     assert not failing.passed and failing.numbers["error_rate"] == 0.01 and "failed on 1.00%" in failing.reasons[0]
+
+    # a candidate that never alerts agrees on 98% of transactions, above the 0.95 floor: the paired
+    # alert test catches it
+    silent = _shadow_records(1000)
+    for r in silent:
+        r["shadow_alert"] = False
+    verdict = compare_shadow(silent, "2", CFG)
+    assert verdict.numbers["alert_agreement"] >= CFG.min_alert_agreement
+    assert not verdict.passed and any("alert rate 0.0000" in r for r in verdict.reasons), verdict.reasons
 
     few = compare_shadow(_shadow_records(50), "2", CFG)
     assert not few.passed and "only 50 transactions were shadowed" in few.reasons[0]
@@ -114,8 +125,8 @@ def test_canary_shares_must_increase_to_all_traffic():
 
 
 def test_plan_deploys_the_candidate_and_goes_direct_without_a_champion(mlflow_settings, tmp_path):
+    from jobs.deployment.stages import plan
     from jobs.platform.tracking import Alias, mlflow_client
-    from jobs.release.deploy import plan
 
     s = mlflow_settings
     client = mlflow_client(s)
@@ -126,6 +137,9 @@ def test_plan_deploys_the_candidate_and_goes_direct_without_a_champion(mlflow_se
     with pytest.raises(DeploymentFailed, match="strategy 'yolo'"):
         plan("1", "yolo", settings=s)
     versions = [client.create_model_version(name, f"file://{tmp_path}/m{i}").version for i in (1, 2)]
+    gated = {"gate.decision": "passed", "gate.champion_at_gate": str(versions[0])}
+    for k, v in gated.items():
+        client.set_model_version_tag(name, versions[1], k, v)
     p = plan(versions[0], "progressive", settings=s)
     assert (p["strategy"], p["note"]) == ("direct", "no champion yet")  # nothing serves: nothing to shadow
     client.set_registered_model_alias(name, Alias.CHAMPION, versions[0])
@@ -139,3 +153,86 @@ def test_plan_deploys_the_candidate_and_goes_direct_without_a_champion(mlflow_se
         7,
     )
     assert plan(versions[0], settings=s)["note"] == "already the champion"
+    # a version the gate did not pass may not answer anyone, not even a canary share
+    client.set_model_version_tag(name, versions[1], "gate.decision", "rejected")
+    with pytest.raises(DeploymentFailed, match="did not pass the gate"):
+        plan(versions[1], settings=s)
+
+
+def test_a_window_whose_rollout_was_changed_meanwhile_fails(mlflow_settings, tmp_path, monkeypatch):
+    """Someone rolls back (or another rollout starts) during an observation window: the window's evidence is
+    not about this rollout any more, so the stage fails and says why, whatever the comparison would say."""
+    from jobs.deployment import stages as deploy
+    from jobs.platform.tracking import Alias, mlflow_client
+    from jobs.release import audit, rollout
+
+    s = mlflow_settings
+    client = mlflow_client(s)
+    name = s.mlflow.model_name
+    client.create_registered_model(name)
+    v1, v2 = (client.create_model_version(name, f"file://{tmp_path}/m{i}").version for i in (1, 2))
+    client.set_registered_model_alias(name, Alias.CHAMPION, v1)
+    real_sleep = deploy.time.sleep
+
+    def rolled_back_meanwhile(seconds):
+        rollout.clear(client, name)
+        real_sleep(min(seconds, 0.1))
+
+    monkeypatch.setattr(deploy.time, "sleep", rolled_back_meanwhile)
+    p = {"version": str(v2), "actor": "test-run", "observe_s": 1, "strategy": "progressive"}
+    with pytest.raises(DeploymentFailed, match="the rollout was changed during the window"):
+        deploy.observe(p, "shadow", settings=s)
+    (row,) = audit.read(str(v2), settings=s)
+    assert (row["action"], row["decision"]) == ("deploy.shadow", "failed")
+
+
+def test_prediction_log_loads_into_a_table_from_before_the_deployment_columns(settings, tmp_path):
+    """monitoring.prediction_log created without path/shadow columns (the serving release) takes the new
+    records: the columns are added, the old rows read as null."""
+    import json
+
+    import pyarrow as pa
+    from deltalake import DeltaTable
+
+    from jobs.platform import delta
+    from jobs.scoring import prediction_log as pl
+
+    s = settings.override(storage={"data_dir": tmp_path / "data"})
+    new = {"path", "shadow_version", "shadow_score", "shadow_alert", "candidate_error"}
+    old_schema = pa.schema([f for f in pl.SPEC.schema if f.name not in new])
+    old = delta.TableSpec(pl.SPEC.name, old_schema, pl.SPEC.partition_by)
+    delta.ensure(s, old)
+    directory = s.storage.prediction_log_dir
+    directory.mkdir(parents=True)
+    record = {
+        "request_id": "r1",
+        "transaction_id": "t1",
+        "customer_id": "c1",
+        "terminal_id": "x1",
+        "tx_datetime": "2025-03-10 10:00:00",
+        "tx_amount": 10.0,
+        "served_at": "2025-03-10T10:00:01+00:00",
+        "model_name": "fraud_detector",
+        "model_version": "2",
+        "feature_set_version": "v",
+        "score": 0.5,
+        "alert": True,
+        "latency_ms": 1.0,
+        "features": [0.0, 1.0],
+        "path": "champion",
+        "shadow_version": "3",
+        "shadow_score": 0.25,
+        "shadow_alert": False,
+    }
+    lines = [
+        {"header": True, "feature_names": ["a", "b"]},
+        record,
+        {**record, "request_id": "r2", "transaction_id": "t2"},
+    ]
+    (directory / "20250310T100000-1-abc.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    assert pl.load_prediction_log(s)["rows"] == 2
+    table = DeltaTable(str(delta.path(s, pl.SPEC.name))).to_pyarrow_table()
+    assert new <= set(table.column_names)
+    assert table.column("shadow_score").to_pylist() == [0.25, 0.25]
+    # read_recent dedupes by request id and finds files moved to loaded/
+    assert sorted(r["request_id"] for r in pl.read_recent(datetime(2025, 3, 10, tzinfo=UTC), s)) == ["r1", "r2"]

@@ -28,6 +28,9 @@ ALLOWED = {
     "training": {"config", "platform", "features", "evaluation", "release"},
     "scoring": {"config", "platform", "features", "evaluation", "release"},
     "monitoring": {"config", "platform", "features", "evaluation", "release", "scoring"},
+    # rolls a version out through the registry (release), judges it by the prediction log (scoring); the
+    # Bento is tagged with the commit as training records it (training.context)
+    "deployment": {"config", "platform", "features", "evaluation", "release", "scoring", "training"},
 }
 CLIS = [
     "jobs.data.simulate",

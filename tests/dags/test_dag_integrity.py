@@ -64,7 +64,7 @@ def test_deploy_model_shape(dagbag, settings):
     # canary and switch read the plan from XCom: their only upstreams are stages, so a rollback run
     # (smoke test skipped) skips them, and a strategy without shadow (or canary) still reaches them
     assert up["canary"] == {"smoke_test", "shadow"} and up["switch"] == {"smoke_test", "canary"}
-    assert up["rollback"] == {"build_bento", "smoke_test", "shadow", "canary"}
+    assert up["rollback"] == {"build_bento", "smoke_test", "shadow", "canary", "switch"}
     rules = {t.task_id: t.trigger_rule for t in dag.tasks}
     assert rules["canary"] == rules["switch"] == "none_failed_min_one_success" and rules["rollback"] == "one_failed"
     assert dag.params["strategy"] == settings.deploy.strategy and dag.params["canary_shares"] == settings.deploy.shares

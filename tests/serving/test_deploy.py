@@ -224,17 +224,21 @@ def _set_state(settings, champion: str, candidate: str | None = None, mode: str 
         rollout.set_mode(client, name, candidate, mode, share, "test")
 
 
-def _wait_route(svc, expected: dict, timeout: float = 20) -> dict:
-    """Until 10 probes in a row (both workers) report ``expected`` as their route."""
-    deadline, streak, body = time.monotonic() + timeout, 0, None
+def _wait_route(svc, expected: dict, timeout: float = 30, workers: int = 2) -> dict:
+    """Until every worker process (told apart by pid) reports ``expected`` as its route, none in between not."""
+    deadline, body = time.monotonic() + timeout, None
+    agreed: set[int] = set()
     while time.monotonic() < deadline:
         body = requests.get(f"{svc.url}/readyz", timeout=5).json()
-        route = body["model"]["route"]
-        streak = streak + 1 if all(route.get(k) == v for k, v in expected.items()) else 0
-        if streak >= 10:
-            return body
-        time.sleep(0.05)
-    raise AssertionError(f"the service did not reach {expected} in {timeout} s: {body}")
+        route, pid = body["model"]["route"], body["model"]["pid"]
+        if all(route.get(k) == v for k, v in expected.items()):
+            agreed.add(pid)
+            if len(agreed) >= workers:
+                return body
+        else:
+            agreed.clear()
+        time.sleep(0.02)
+    raise AssertionError(f"the service's {workers} workers did not all reach {expected} in {timeout} s: {body}")
 
 
 def _log_rows(settings, transaction_ids: set[str], timeout: float = 10) -> dict[str, dict]:
@@ -477,4 +481,6 @@ def test_deploy_model_rolls_back_automatically_when_the_shadow_disagrees(
     assert str(run.state) == "failed" and states["smoke_test"] == "failed" and states["rollback"] == "success"
     rows = audit.read(versions["other_features"], settings=deploy_settings)
     assert any(r["action"] == "deploy.smoke_test" and "feature set v0-0000" in r["reason"] for r in rows), rows
-    assert read_state(client, deploy_settings.mlflow.model_name).candidate is None
+    reason = client.get_model_version(deploy_settings.mlflow.model_name, versions["other_features"]).tags
+    assert "feature set v0-0000" in reason[Tag.DEPLOY_ROLLBACK_REASON]
+    assert read_state(client, deploy_settings.mlflow.model_name).champion == old

@@ -23,6 +23,7 @@ numbers, is a row of ``governance.audit_log``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -89,6 +90,13 @@ def plan(
     if state.champion in (None, version):
         note = "no champion yet" if state.champion is None else "already the champion"
         strategy = "direct"
+    else:
+        from jobs.release.registry import alias_version, check_promotable
+
+        try:  # gate passed, not rejected, gated against today's champion: else it may not answer anyone
+            check_promotable(client, name, version, alias_version(client, name, Alias.CHAMPION))
+        except ValueError as exc:
+            raise DeploymentFailed(str(exc)) from None
     return {
         "version": version,
         "champion": state.champion,
@@ -109,13 +117,13 @@ def _record(p: dict, step: str, decision: str, reason: str | None = None, detail
         strategy=p.get("strategy"),
         reason=reason,
         details=details,
-        key=f"{p['actor']}/{step}/{p.get('version')}/{decision}",  # a retried task does not record twice
         settings=settings,
     )
 
 
 def _stage(step: str):
-    """Record a stage's failure (any exception) in the audit log with its reason, then re-raise."""
+    """Record a stage's failure in the audit log, then re-raise: ``failed`` (the stage refused the version)
+    or ``error`` (something else broke; the task's retry may pass, and its attempt is recorded too)."""
 
     def wrap(fn):
         def run(p: dict, *args, settings: Settings | None = None, **kwargs):
@@ -126,7 +134,7 @@ def _stage(step: str):
                 _record(p, step, "failed", str(exc), getattr(exc, "details", None), settings)
                 raise
             except Exception as exc:
-                _record(p, step, "failed", f"{type(exc).__name__}: {exc}", settings=settings)
+                _record(p, step, "error", f"{type(exc).__name__}: {exc}", settings=settings)
                 raise
 
         run.__name__, run.__doc__, run.__wrapped__ = fn.__name__, fn.__doc__, fn
@@ -259,7 +267,7 @@ def smoke_test(p: dict, bento: str, settings: Settings | None = None) -> dict:
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
-            start_new_session=True,
+            preexec_fn=_die_with_parent,  # noqa: PLW1509 (a new session, and SIGTERM if the task dies)
         )
     url = f"http://127.0.0.1:{port}"
     http = requests.Session()
@@ -275,8 +283,10 @@ def smoke_test(p: dict, bento: str, settings: Settings | None = None) -> dict:
             resp = http.post(f"{url}/score", data=body, headers=headers, timeout=30)
             if resp.status_code != expected:
                 raise DeploymentFailed(f"{what}: answered {resp.status_code}, expected {expected}: {resp.text[:200]}")
+        for body in golden_requests():  # warm-up: first calls pay for imports and caches
+            http.post(f"{url}/score", json=body, timeout=30)
         latencies = []
-        for body in golden_requests() * 10:
+        for body in golden_requests() * 25:
             t0 = time.perf_counter()
             http.post(f"{url}/score", json=body, timeout=30).raise_for_status()
             latencies.append((time.perf_counter() - t0) * 1000)
@@ -312,13 +322,33 @@ def _wait_ready(proc: subprocess.Popen, url: str, timeout: float, log_path: Path
 
 
 def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
+    """Stop the Bento's whole process group (the arbiter and its workers), even if the arbiter already died."""
+    try:
         os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        proc.poll()  # reap the arbiter
         try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
+            os.killpg(proc.pid, 0)  # raises once no process of the group is left
+        except ProcessLookupError:
+            return
+        time.sleep(0.5)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(10)
+
+
+def _die_with_parent() -> None:
+    """In the Bento's process: receive SIGTERM when the task process dies (Linux), so a killed task leaks nothing."""
+    os.setsid()
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:  # not Linux: the finally clause of the smoke test still stops it
+        pass
 
 
 # -- comparisons ----------------------------------------------------------------------------------------
@@ -338,7 +368,9 @@ def _p99(values) -> float | None:
 
 
 def compare_shadow(records: list[dict], candidate: str, cfg: DeploySettings) -> Comparison:
-    """Candidate against champion on the same transactions: rank correlation, alert agreement, KS, errors, p99."""
+    """Candidate against champion on the same transactions: rank correlation, alert agreement, alert rate
+    (failed when the ratio is over the threshold and McNemar's test on the discordant pairs says p < 0.01),
+    KS, errors, p99."""
     from scipy import stats
 
     rows = [r for r in records if r.get("shadow_version") == candidate]
@@ -358,6 +390,13 @@ def compare_shadow(records: list[dict], candidate: str, cfg: DeploySettings) -> 
         agreement = float(np.mean([r["alert"] == r["shadow_alert"] for r in scored]))
         ks = float(stats.ks_2samp(champion, shadow).statistic)
         p99 = _p99([r["shadow_ms"] for r in scored if r.get("shadow_ms") is not None])
+        # paired alerts: only the discordant pairs tell the two apart (McNemar's exact test)
+        only_champion = sum(r["alert"] and not r["shadow_alert"] for r in scored)
+        only_candidate = sum(r["shadow_alert"] and not r["alert"] for r in scored)
+        discordant = only_champion + only_candidate
+        p_alerts = float(stats.binomtest(min(only_champion, only_candidate), discordant).pvalue) if discordant else 1.0
+        ra, rb = float(np.mean([r["shadow_alert"] for r in scored])), float(np.mean([r["alert"] for r in scored]))
+        ratio = (max(ra, rb) / min(ra, rb)) if min(ra, rb) > 0 else (float("inf") if max(ra, rb) > 0 else 1.0)
         out.numbers |= {
             "rank_correlation": round(rho, 4),
             "alert_agreement": round(agreement, 4),
@@ -365,7 +404,12 @@ def compare_shadow(records: list[dict], candidate: str, cfg: DeploySettings) -> 
             "candidate_alert_rate": round(float(np.mean([r["shadow_alert"] for r in scored])), 5),
             "score_ks": round(ks, 4),
             "candidate_p99_ms": None if p99 is None else round(p99, 2),
+            "alerts_only_champion": only_champion,
+            "alerts_only_candidate": only_candidate,
+            "alert_pvalue": float(f"{p_alerts:.3g}"),
         }
+        if ratio > cfg.max_alert_rate_ratio and p_alerts < 0.01:
+            out.fail(f"alert rate {ra:.4f} against the champion's {rb:.4f} on the same transactions (p={p_alerts:.2g})")
         if rho < cfg.min_rank_correlation:
             out.fail(f"rank correlation with the champion {rho:.3f} < {cfg.min_rank_correlation}")
         if agreement < cfg.min_alert_agreement:
@@ -449,13 +493,23 @@ def observe(p: dict, mode: str, share: float = 0.0, settings: Settings | None = 
             if left > 30:
                 seen = read_recent(started, settings)
                 log.info("%s: %d transactions logged so far, %.0f s left", step, len(seen), deadline - time.monotonic())
+        now = rollout.read_state(client, name)
+        expected = (version, mode, share if mode == rollout.CANARY else 0.0, p["actor"])
+        if (now.candidate, now.mode, now.share, now.by) != expected:
+            raise DeploymentFailed(
+                f"{step}: the rollout was changed during the window (now {now.describe()}): "
+                "someone rolled back or started another rollout"
+            )
         records = read_recent(started, settings)
         cfg = settings.deploy
         result = (
             compare_shadow(records, version, cfg) if mode == rollout.SHADOW else compare_canary(records, version, cfg)
         )
+    except DeploymentFailed as exc:
+        _record(p, step, "failed", str(exc), settings=settings)
+        raise
     except Exception as exc:
-        _record(p, step, "failed", f"{type(exc).__name__}: {exc}", settings=settings)
+        _record(p, step, "error", f"{type(exc).__name__}: {exc}", settings=settings)
         raise
     details = {**result.numbers, "share": share if mode == rollout.CANARY else None, "window_s": p["observe_s"]}
     log.info("%s of version %s: %s", step, version, details)
@@ -491,17 +545,37 @@ def switch(p: dict, settings: Settings | None = None) -> dict:
 
 
 def abort(p: dict, settings: Settings | None = None) -> dict:
-    """After a failed stage: end the rollout (the champion answers everything) and record why on the version."""
+    """After a failed stage: end the rollout (the champion answers everything) and record why on the version.
+
+    The reason is the last failure this run recorded. A version that is already the champion (a first
+    model, promoted at once) cannot be rolled back here: the row says so, and ``make rollback`` or a
+    new training is the way out. After an infrastructure error before any traffic reached the
+    candidate (the build, say), the ``candidate`` alias is kept so the deployment can be re-triggered.
+    """
     settings = settings or get_settings()
     client = mlflow_client(settings)
     name, version = settings.mlflow.model_name, p.get("version")
-    failed = [
-        r for r in audit.read(version, settings=settings) if r["actor"] == p["actor"] and r["decision"] == "failed"
+    failures = [
+        r
+        for r in audit.read(version, settings=settings)
+        if r["actor"] == p["actor"] and r["decision"] in ("failed", "error")
     ]
-    reason = "; ".join(r["reason"] for r in failed if r["reason"]) or "a stage failed (see the failed task's log)"
+    last = failures[-1] if failures else None
+    reason = (last or {}).get("reason") or "a stage failed (see the failed task's log)"
     state = rollout.read_state(client, name)
-    cleared = rollout.clear(client, name) if state.candidate == version else None
-    if version and state.champion != version:
+    if version is not None and state.champion == version:
+        out = {
+            "version": version,
+            "champion": version,
+            "reason": reason,
+            "note": "already the champion: not rolled back",
+        }
+        _record(p, "rollback", "not_rolled_back", reason, out, settings)
+        log.error("version %s failed a deployment stage but is the champion already: %s", version, reason)
+        return out
+    infrastructure = last is not None and last["decision"] == "error" and state.mode is None
+    cleared = rollout.clear(client, name) if state.candidate == version and not infrastructure else None
+    if version:
         client.set_model_version_tag(
             name, version, Tag.DEPLOY_ROLLED_BACK_AT, datetime.now(UTC).isoformat(timespec="seconds")
         )
