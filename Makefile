@@ -3,7 +3,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 ENV := . scripts/env.sh &&
 
-.PHONY: help setup jars demo train mlflow-ui test up down status bench lint format clean dbt-build dbt-docs bench-pipeline bench-train bench-quality serve score bento bench-serving
+.PHONY: help setup jars demo train mlflow-ui test up down status bench lint format clean dbt-build dbt-docs bench-pipeline bench-train bench-quality serve score bento bench-serving deploy rollback audit
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -30,6 +30,16 @@ serve: setup ## the scoring API (BentoML) on http://localhost:3000: champion fro
 	@echo "try:  curl -s -X POST localhost:$${PIPELINE_SERVING_PORT:-3000}/score -H 'Content-Type: application/json' \\"
 	@echo "        -d '{\"transaction_id\": \"tx-1\", \"tx_datetime\": \"2026-01-02 10:00:00\", \"customer_id\": \"0\", \"terminal_id\": \"0\", \"tx_amount\": 57.25}'"
 	@$(ENV) python -m serving
+
+deploy: setup ## roll out a version to the running service through Airflow (dag.test): VERSION=N (default: the candidate), STRATEGY=progressive|canary|shadow|direct
+	@$(ENV) python scripts/run_dag_days.py deploy_model $$(date -u +%F) $$(date -u +%F) --conf '{"version": $(if $(VERSION),"$(VERSION)",null), "strategy": "$(or $(STRATEGY),progressive)"}'
+	@$(ENV) python -m jobs.release.registry status 2>/dev/null
+
+rollback: setup ## champion := previous champion (ends a rollout); the running service follows within PIPELINE_SERVING_RELOAD_S
+	@$(ENV) python -m jobs.release.registry rollback --approver "$${USER:-$$(id -un)}@$$(hostname)"
+
+audit: setup ## the audit trail of model decisions (governance.audit_log); VERSION=N for one version
+	@$(ENV) python -m jobs.release.registry audit $(if $(VERSION),--version $(VERSION),)
 
 score: setup ## batch-score one day without Airflow: DATE=YYYY-MM-DD (predictions.transaction_scores, predictions.daily_alerts)
 	@$(ENV) python -m jobs.scoring.batch --date $(DATE)

@@ -8,7 +8,8 @@ requests valid and invalid, latency budget) -> shadow (the champion answers, the
 same transactions on the side; compared) -> canary phases (the candidate answers a stable share of
 cards, 5% -> 25% -> 100% by default; each compared) -> switch (the candidate becomes the champion).
 Any failed stage fails its task (a failed comparison is not retried: the evidence would not change) and ``rollback`` ends the
-rollout at once and records why; the run is then marked failed. The service follows the registry
+rollout at once and records why; ``outcome`` then fails the run with the reason (a run is green only
+when the version switched, or the rollback asked for was done). The service follows the registry
 within ``PIPELINE_SERVING_RELOAD_S``: no restart, no failed request. Strategy ``rollback`` points
 the champion back at the previous champion (``make rollback`` does the same).
 
@@ -162,6 +163,24 @@ def deploy_model():
             return {"note": "the plan failed: nothing was rolled out"}
         return abort(p)
 
+    @task(trigger_rule="all_done")
+    def outcome(ti=None) -> dict:
+        """The run's verdict: success when the version switched (or the rollback asked for was done), failed otherwise.
+
+        A leaf, so the run is red whenever a deployment did not reach its switch, even though the
+        automatic rollback itself succeeded.
+        """
+        from airflow.sdk.exceptions import AirflowFailException
+
+        for task_id in ("switch", "manual_rollback"):
+            done = ti.xcom_pull(task_ids=task_id)
+            if done:
+                return {"outcome": task_id, **done}
+        rolled_back = ti.xcom_pull(task_ids="rollback") or {}
+        raise AirflowFailException(
+            f"version {rolled_back.get('version')} was not deployed: {rolled_back.get('reason') or 'a stage failed'}"
+        )
+
     @task
     def manual_rollback(p: dict) -> dict:
         from airflow.sdk.exceptions import AirflowFailException
@@ -180,10 +199,13 @@ def deploy_model():
     shadowed = shadow(p)
     canaried = canary()
     switched = switch()
-    route(p) >> [bento, manual_rollback(p)]
+    manual = manual_rollback(p)
+    route(p) >> [bento, manual]
     smoked >> shadowed >> canaried >> switched
     smoked >> [canaried, switched]
-    [bento, smoked, shadowed, canaried, switched] >> rollback()
+    rolled_back = rollback()
+    [bento, smoked, shadowed, canaried, switched] >> rolled_back
+    [switched, rolled_back, manual] >> outcome()
 
 
 deploy_model()

@@ -65,8 +65,11 @@ def test_deploy_model_shape(dagbag, settings):
     # (smoke test skipped) skips them, and a strategy without shadow (or canary) still reaches them
     assert up["canary"] == {"smoke_test", "shadow"} and up["switch"] == {"smoke_test", "canary"}
     assert up["rollback"] == {"build_bento", "smoke_test", "shadow", "canary", "switch"}
+    assert up["outcome"] == {"switch", "rollback", "manual_rollback"}  # the one leaf: it decides the run's colour
+    assert [t.task_id for t in dag.tasks if not t.downstream_task_ids] == ["outcome"]
     rules = {t.task_id: t.trigger_rule for t in dag.tasks}
     assert rules["canary"] == rules["switch"] == "none_failed_min_one_success" and rules["rollback"] == "one_failed"
+    assert rules["outcome"] == "all_done"
     assert dag.params["strategy"] == settings.deploy.strategy and dag.params["canary_shares"] == settings.deploy.shares
     assert dag.max_active_runs == 1
 

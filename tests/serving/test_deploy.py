@@ -422,6 +422,7 @@ def test_deploy_model_rolls_out_progressively_and_switches(
         "switch": "success",
         "rollback": "skipped",
         "manual_rollback": "skipped",
+        "outcome": "success",
     }
     from jobs.platform.tracking import mlflow_client
 
@@ -465,6 +466,7 @@ def test_deploy_model_rolls_back_automatically_when_the_shadow_disagrees(
         "upstream_failed",
         "success",
     ), states
+    assert states["outcome"] == "failed"  # the run is red: the version was not deployed
     client = mlflow_client(deploy_settings)
     state = read_state(client, deploy_settings.mlflow.model_name)
     assert (state.champion, state.candidate, state.mode) == (old, None, None)
