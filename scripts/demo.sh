@@ -52,4 +52,5 @@ print(a.sort_values('rank').head(3)[['rank', 'customer_id', 'score', 'reason_cod
 else
   echo "==> no servable champion (see the gate above): the scoring service is not started"
 fi
-echo "==> [$(elapsed)] done. \`make up\` starts the Airflow UI with these runs; \`make mlflow-ui\` shows the model; \`make serve\` the scoring API."
+echo "==> [$(elapsed)] done. \`make up\` starts the Airflow UI with these runs; \`make mlflow-ui\` shows the model; \`make serve\` the scoring API;"
+echo "    the next approved model is rolled out by deploy_model (README: Deploying a version); \`make audit\` lists the decisions."

@@ -1,8 +1,9 @@
 """``python -m serving [--host H] [--port P]``: check that the service can start, then run it (BentoML).
 
 The checks come first, each with a one-line reason, so a user is not left reading a worker's
-traceback: a champion must exist with the code's feature set and an alert threshold, and the online
-store must hold a materialized state of that feature set.
+traceback: a champion (or the version ``PIPELINE_SERVING_VERSION`` pins) must exist with the code's
+feature set, an alert threshold and finite scores on the golden rows, and the online store must hold
+a materialized state of that feature set.
 """
 
 from __future__ import annotations
@@ -17,13 +18,16 @@ from jobs.config import REPO_ROOT, get_settings
 def preflight() -> str | None:
     """None when the service can start, else the reason it cannot."""
     from jobs.features.store import StoreNotReady, open_store
-    from jobs.scoring.model import ModelNotServable, load_scoring_model
+    from jobs.scoring.model import ModelNotServable, load_scoring_model, redact
 
     settings = get_settings()
+    pinned = settings.serving.pinned_version or None  # PIPELINE_SERVING_VERSION: that version, not the champion
     try:
-        model = load_scoring_model(settings=settings)
+        model = load_scoring_model(version=pinned, settings=settings)
     except ModelNotServable as exc:
         return str(exc)
+    except Exception as exc:  # noqa: BLE001 (the registry is unreachable: say so in one line)
+        return f"the model registry ({redact(settings.mlflow_tracking_uri)}) cannot be read: {exc}"
     try:
         store = open_store(settings)
         info = store.ready_info()

@@ -318,6 +318,25 @@ def test_a_version_that_fails_its_checks_never_serves(deploy_service, versions, 
     assert f"version {versions['nan']} will not serve" in text
 
 
+def test_a_pinned_version_is_checked_before_the_service_starts(versions, deploy_service, monkeypatch, capsys):
+    """``PIPELINE_SERVING_VERSION`` (the smoke test's instance) is checked like the champion: NaN scores refused."""
+    from serving.__main__ import main
+
+    try:
+        monkeypatch.setenv("PIPELINE_SERVING_VERSION", versions["nan"])
+        get_settings.cache_clear()
+        assert main(["--check"]) == 1
+        errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error")]
+        assert len(errors) == 1 and "golden rows" in errors[0], errors
+        monkeypatch.setenv("PIPELINE_SERVING_VERSION", versions["similar"])
+        get_settings.cache_clear()
+        assert main(["--check"]) == 0
+        assert f"version {versions['similar']}" in capsys.readouterr().out
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()
+
+
 class Load:
     """``clients`` threads posting single transactions until stopped; every answer kept with its times."""
 
