@@ -24,7 +24,7 @@ import logging
 import os
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import numpy as np
@@ -74,7 +74,6 @@ class Scored:
     shadow_ms: float | None = None
     candidate_error: str | None = None
     shadow_error: str | None = None
-    extra: dict = field(default_factory=dict)
 
 
 def _finite_scores(model: ScoringModel, matrix: np.ndarray) -> np.ndarray:

@@ -8,9 +8,8 @@ and a candidate in shadow or canary; swapped without a restart), answers, and lo
 off the request path (:mod:`serving.predlog`).
 ``/score`` is a batchable API: BentoML's adaptive batching hands concurrent requests to one call,
 one store pass and one ``Booster.predict``, in the same process (an IPC hop to a separate model
-service cost more than the batching saved, measured in ``bench/README.md``). The model set holds
-versions by number and every answer names the version that scored it, so more than one version
-can be loaded at once (the deployment strategies build on it).
+service cost more than the batching saved, measured in ``bench/README.md``). Every answer names the
+version that scored it.
 
 Start it with ``python -m serving`` (or ``make serve``): localhost:3000. It refuses to start, with a
 one-line reason, when there is no champion, when the champion's feature set is not the code's, or
