@@ -17,9 +17,11 @@ if command -v uv >/dev/null 2>&1; then UV=uv; else
   UV="$ROOT/.tools/bin/uv"
 fi
 
-# 2. the locked environment (.venv) from uv.lock
+# 2. the locked environment (.venv) from uv.lock, compiled to bytecode once: with
+#    PYTHONDONTWRITEBYTECODE set (as on CI machines) every process would otherwise recompile
+#    Airflow, Great Expectations, pandas and scipy from source (importing GE: 16 s instead of 6 s)
 say "syncing .venv from uv.lock"
-"$UV" sync --frozen --python 3.11 -q
+"$UV" sync --frozen --python 3.11 -q --compile-bytecode
 
 # 3. Delta Lake jars for Spark, resolved once by Maven into .cache/spark-jars (again when the
 #    versions in build/pom.xml change: stale jars are removed, never loaded beside new ones)

@@ -25,7 +25,9 @@ TMP = Path(tempfile.mkdtemp(prefix="fraud-pipeline-tests-"))
 os.environ.update(
     {
         "PIPELINE_DATA_DIR": str(TMP / "data"),
-        "PIPELINE_SPARK_JAVA_OPTS": "-XX:TieredStopAtLevel=1",  # small data: fast JVM warm-up beats peak speed
+        # Small data: fast JVM warm-up beats peak speed. C1 alone fills the default code cache within
+        # one session of dbt threads (a VirtualMachineError in a model), so the cache is larger.
+        "PIPELINE_SPARK_JAVA_OPTS": "-XX:TieredStopAtLevel=1 -XX:ReservedCodeCacheSize=256m",
         "PIPELINE_SPARK_SHUFFLE_PARTITIONS": "2",
         "PIPELINE_SPARK_DRIVER_MEMORY": "2g",
         "PIPELINE_START_DATE": "2025-01-01",  # before every date the tests use
