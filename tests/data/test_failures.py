@@ -213,7 +213,12 @@ def _feature_job(mode: str, data: Path, failpoint: str | None = None) -> subproc
     if failpoint:
         env["PIPELINE_FAILPOINT"] = failpoint
     return subprocess.run(
-        [sys.executable, str(FEATURE_JOB), mode], env=env, capture_output=True, text=True, timeout=900, cwd=REPO_ROOT
+        [sys.executable, str(FEATURE_JOB), *mode.split()],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=REPO_ROOT,
     )
 
 
@@ -221,14 +226,14 @@ def test_feature_job_killed_between_its_writes_converges_on_rerun(tmp_path):
     from feature_job import LAST
 
     lake = tmp_path / "lake"
-    assert (p := _feature_job("setup", lake)).returncode == 0, p.stderr[-3000:]
+    # the set-up (and the clean reference) in the first process, which is then killed after its first write
+    killed = _feature_job("setup features", lake, "features:after_transaction_features")
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    assert (lake / "reference.json").exists(), killed.stderr[-3000:]  # the set-up itself finished
     s = load_settings({"PIPELINE_DATA_DIR": str(lake)})
     has_day = lambda table, column: bool(
         rows(s, table, **{column: LAST}) if column != "batch_date" else rows(s, table, LAST)
     )
-
-    killed = _feature_job("features", lake, "features:after_transaction_features")
-    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
     assert has_day("features.transaction_features", "batch_date") and not has_day(
         "features.customer_state", "state_date"
     )
