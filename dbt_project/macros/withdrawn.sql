@@ -7,7 +7,7 @@
     {%- if execute and is_incremental() -%}
         {%- set withdrawn_query -%}
             select count(*) from {{ this }} as target
-            left anti join {{ ref('stg_bronze__transactions') }} as source
+            left anti join {{ source('bronze', 'transactions') }} as source
             on target.transaction_id = source.transaction_id
         {%- endset -%}
         {%- set withdrawn = run_query(withdrawn_query).columns[0].values()[0] -%}
@@ -16,7 +16,7 @@
     {%- endif -%}
     {%- if withdrawn > 0 -%}
     merge into {{ this }} as target
-    using (select transaction_id from {{ ref('stg_bronze__transactions') }}) as source
+    using (select distinct transaction_id from {{ source('bronze', 'transactions') }}) as source
     on target.transaction_id = source.transaction_id
     when not matched by source then delete
     {%- else -%}

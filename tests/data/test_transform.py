@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from datetime import datetime, time, timedelta
 
+from deltalake import DeltaTable
+
+from jobs.platform import delta
 from jobs.platform.dbt_runner import run_dbt
 
 FCT_COLUMNS = (
@@ -18,6 +21,10 @@ FCT_COLUMNS = (
 
 def _fct(spark):
     return sorted(tuple(r) for r in spark.sql(f"SELECT {FCT_COLUMNS} FROM marts.fct_transactions").collect())
+
+
+def _bronze_amount(spark, transaction_id):
+    return spark.sql(f"SELECT tx_amount FROM bronze.transactions WHERE transaction_id = '{transaction_id}'").first()[0]
 
 
 def _status_counts(spark, days):
@@ -33,14 +40,31 @@ def test_incremental_history_equals_full_refresh_and_labels_follow_reports(histo
     quick = settings.override(data={"label_maturity_days": 2})  # labels mature inside the simulated days
     run_dbt(["run", "--select", "+fct_transactions", "--full-refresh", "--quiet"], quick, vars={"as_of": str(days[0])})
     first = _status_counts(spark, days)
-    for day in (days[2], days[4], days[-1]):
+    for day in (days[2], days[4]):
         run_dbt(["run", "--select", "fct_transactions", "--quiet"], quick, vars={"as_of": str(day)})
-    incremental = _fct(spark)
-    last = _status_counts(spark, days)
-    run_dbt(["run", "--select", "fct_transactions", "--full-refresh", "--quiet"], quick, vars={"as_of": str(days[-1])})
-    full = _fct(spark)
+    # A corrected landing file withdraws one transaction and re-delivers another with a new amount
+    # (ingestion deletes the first from bronze and stamps the second with its own ingestion time).
+    bronze = DeltaTable(str(delta.path(settings, "bronze.transactions")))
+    bronze_version = bronze.version()
+    withdrawn, corrected = (r[0] for r in spark.sql("SELECT transaction_id FROM marts.fct_transactions ORDER BY 1 LIMIT 2").collect())
+    try:
+        bronze.delete(f"transaction_id = '{withdrawn}'")
+        bronze.update(
+            updates={"tx_amount": "tx_amount + 1000", "ingested_at": "ingested_at + interval '1 day'"},
+            predicate=f"transaction_id = '{corrected}'",
+        )
+        run_dbt(["run", "--select", "fct_transactions", "--quiet"], quick, vars={"as_of": str(days[-1])})
+        incremental = _fct(spark)
+        last = _status_counts(spark, days)
+        run_dbt(["run", "--select", "fct_transactions", "--full-refresh", "--quiet"], quick, vars={"as_of": str(days[-1])})
+        full = _fct(spark)
+    finally:  # the history is shared: bronze back as it was, and the mart with it (incrementally)
+        DeltaTable(str(delta.path(settings, "bronze.transactions"))).restore(bronze_version)
+        run_dbt(["run", "--select", "fct_transactions", "--quiet"], quick, vars={"as_of": str(days[-1])})
 
     assert incremental == full
+    amounts = {row[0]: row[5] for row in incremental}
+    assert withdrawn not in amounts and amounts[corrected] == _bronze_amount(spark, corrected) + 1000
     # The runs did move labels: pending transactions matured or were reported in between.
     assert first.get("pending", 0) > last.get("pending", 0) and last.get("genuine", 0) > first.get("genuine", 0)
 

@@ -40,37 +40,19 @@ current_rows as (
 
 ),
 
-to_refresh as (
-
-    -- new or re-delivered transactions
-    select transactions.transaction_id
-    from transactions
-    left join current_rows on transactions.transaction_id = current_rows.transaction_id
-    where current_rows.transaction_id is null
-       or transactions.source_ingested_at <> current_rows.source_ingested_at
-
-    union
-
-    -- labels that were pending
-    select transaction_id from current_rows where label_status = 'pending'
-
-    union
-
-    -- reports known by now that the stored label does not reflect yet
-    select transactions.transaction_id
-    from transactions
-    inner join current_rows on transactions.transaction_id = current_rows.transaction_id
-    cross join as_of
-    where current_rows.label_status <> 'fraud'
-      and transactions.reported_at < as_of.as_of_end
-
-),
-
+-- One pass over the transactions (Delta's MERGE reads its source twice, so every extra reference
+-- here costs two more evaluations of the staging window over all of bronze).
 candidates as (
 
     select transactions.*
     from transactions
-    left semi join to_refresh on transactions.transaction_id = to_refresh.transaction_id
+    left join current_rows on transactions.transaction_id = current_rows.transaction_id
+    cross join as_of
+    where current_rows.transaction_id is null                                 -- new
+       or transactions.source_ingested_at <> current_rows.source_ingested_at  -- re-delivered
+       or current_rows.label_status = 'pending'                               -- label was pending
+       or (current_rows.label_status <> 'fraud'                               -- a report known now
+           and transactions.reported_at < as_of.as_of_end)                    -- is not reflected yet
 
 ),
 
