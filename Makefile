@@ -3,7 +3,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 ENV := . scripts/env.sh &&
 
-.PHONY: help setup jars demo train mlflow-ui test up down status bench lint format clean dbt-build dbt-docs bench-pipeline bench-train bench-quality serve score bento bench-serving deploy rollback audit
+.PHONY: help setup jars demo train mlflow-ui test up down status bench lint format clean dbt-build dbt-docs bench-pipeline bench-train bench-quality serve score monitor bento bench-serving deploy rollback audit
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -43,6 +43,9 @@ audit: setup ## the audit trail of model decisions (governance.audit_log); VERSI
 
 score: setup ## batch-score one day without Airflow: DATE=YYYY-MM-DD (predictions.transaction_scores, predictions.daily_alerts)
 	@$(ENV) python -m jobs.scoring.batch --date $(DATE)
+
+monitor: setup ## run the monitoring checks of one day without Airflow: DATE=YYYY-MM-DD (monitoring.checks)
+	@$(ENV) python -m jobs.monitoring.checks --date $(DATE)
 
 bento: setup ## build the Bento (bentofile.yaml) into the local BentoML store, with the locked requirements
 	@mkdir -p build/target && $(ENV) uv export --frozen --no-dev --no-emit-project --no-hashes --no-header --no-annotate --output-file build/target/serving-requirements.txt -q

@@ -28,6 +28,13 @@ ONLINE_STORE = Asset(name="serving.online_store", uri=f"file://{_settings.storag
 TRANSACTION_SCORES = table_asset("predictions.transaction_scores")
 DAILY_ALERTS = table_asset("predictions.daily_alerts")
 PREDICTION_LOG = table_asset("monitoring.prediction_log")
+# emitted by monitor_model once a day's checks are recorded (extra: the days)
+MONITORING_CHECKS = table_asset("monitoring.checks")
+# emitted by monitor_model when a drift or performance alert asks for a new model (extra: the reason);
+# train_model runs on it (or weekly)
+RETRAIN_REQUEST = Asset(
+    name="monitoring.retrain_request", uri=f"{_settings.storage.table_uri('monitoring.alerts')}/retrain_request"
+)
 # emitted by train_model's promote when a challenger is approved (extra: its version): the first
 # champion at once, later ones as the registry's candidate; deploy_model runs on it and rolls it out
 CHAMPION_MODEL = Asset(

@@ -50,10 +50,12 @@ def batch_score():
         return resolve((params or {}).get("date"), events)
 
     @task(outlets=[TRANSACTION_SCORES, DAILY_ALERTS])
-    def score(days: list[str]) -> list[dict]:
+    def score(days: list[str], outlet_events=None) -> list[dict]:
         from jobs.scoring.batch import score_day
 
-        return [score_day(day) for day in days]
+        summaries = [score_day(day) for day in days]
+        outlet_events[TRANSACTION_SCORES].extra = {"days": list(days)}  # monitor_model checks these days
+        return summaries
 
     @task(outlets=[PREDICTION_LOG])
     def load_prediction_log() -> dict:

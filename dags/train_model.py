@@ -1,7 +1,10 @@
 """train_model: training set -> tune -> final model -> evaluate -> challenger -> gate -> approval -> champion.
 
-Runs when ``features.transaction_features`` is updated (the Asset ``data_pipeline`` emits after
-feature validation) and every Monday 03:00 UTC; trigger it from the UI with the parameters below.
+Runs every Monday 03:00 UTC and when ``monitor_model`` requests a retraining (the Asset
+``monitoring.retrain_request``: a drift or performance alert, its reason tagged on the MLflow run as
+``training.trigger``); trigger it from the UI with the parameters below. It no longer runs on every
+feature update: a daily retrain costs a tuning run a day to find, most days, a model the gate rejects
+(same world, one more day of data), and it would hide drift instead of reporting it.
 
 * ``build_training_set`` pins the Delta versions of the features and the labels and writes the
   out-of-time split (training window, gap, test window) and the tuning folds;
@@ -31,7 +34,7 @@ from datetime import timedelta
 import pendulum
 from airflow.providers.standard.operators.hitl import HITLOperator
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, task
-from assets import CHAMPION_MODEL, TRANSACTION_FEATURES
+from assets import CHAMPION_MODEL, RETRAIN_REQUEST
 
 from jobs.config import get_settings
 from jobs.release.decisions import DEFAULT_ON_TIMEOUT, ApprovalOption, NextStep
@@ -46,6 +49,15 @@ DEFAULT_ARGS = {
 }
 
 
+def training_trigger(dag_run, events) -> str:
+    """Why this run trains: the monitoring's retrain request (with its reasons), the weekly schedule, or a person."""
+    requests = (events or {}).get(RETRAIN_REQUEST, [])
+    if requests:
+        return "retrain_request: " + "; ".join(str((e.extra or {}).get("reason", "?")) for e in requests)
+    run_type = str(getattr(dag_run, "run_type", "") or "")
+    return "schedule" if run_type.endswith("scheduled") else "manual"
+
+
 def _int(default: int, minimum: int, description: str) -> Param:
     return Param(default, type="integer", minimum=minimum, description=description)
 
@@ -53,9 +65,7 @@ def _int(default: int, minimum: int, description: str) -> Param:
 @dag(
     dag_id="train_model",
     description="Tune, train, evaluate and register the fraud model; promote it through a gate and an approval",
-    schedule=AssetOrTimeSchedule(
-        timetable=CronTriggerTimetable("0 3 * * 1", timezone="UTC"), assets=[TRANSACTION_FEATURES]
-    ),
+    schedule=AssetOrTimeSchedule(timetable=CronTriggerTimetable("0 3 * * 1", timezone="UTC"), assets=[RETRAIN_REQUEST]),
     start_date=pendulum.instance(settings.airflow.start_datetime),
     catchup=False,
     max_active_runs=1,
@@ -78,7 +88,9 @@ def _int(default: int, minimum: int, description: str) -> Param:
 )
 def train_model():
     @task  # reads Delta with delta-rs: no Spark, so not in the Spark pool
-    def build_training_set(params: dict | None = None, run_id: str | None = None) -> dict:
+    def build_training_set(
+        params: dict | None = None, run_id: str | None = None, dag_run=None, triggering_asset_events=None
+    ) -> dict:
         from datetime import date
 
         from airflow.sdk.exceptions import AirflowFailException
@@ -95,6 +107,7 @@ def train_model():
                 test_days=params["test_days"],
                 n_folds=params["n_folds"],
                 n_trials=params["n_trials"],
+                trigger=training_trigger(dag_run, triggering_asset_events),
             )
         except ValueError as exc:  # the data or the parameters cannot give a training set: a retry would not either
             raise AirflowFailException(str(exc)) from exc

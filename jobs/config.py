@@ -453,6 +453,21 @@ class DeploySettings:
         return parse_shares(self.canary_shares)
 
 
+@dataclass(frozen=True)
+class MonitoringSettings:
+    """Monitoring (``jobs.monitoring``, DAG ``monitor_model``): thresholds file and where alerts go."""
+
+    config_path: Path = setting(
+        "PIPELINE_MONITORING_CONFIG", "jobs/conf/monitoring.yaml", "monitoring thresholds, each documented (YAML)"
+    )
+    alert_email: str = setting(
+        "PIPELINE_ALERT_EMAIL",
+        "",
+        "alert recipients, comma-separated, mailed through Airflow's SMTP connection `smtp_default`; "
+        "empty: alerts are only rows of monitoring.alerts",
+    )
+
+
 def parse_shares(text: str) -> list[float]:
     """``"0.05,0.25,1.0"`` -> [0.05, 0.25, 1.0]; refuses shares outside (0, 1], not increasing, or not ending at 1."""
     try:
@@ -483,6 +498,7 @@ class Settings:
     gate: GateSettings
     serving: ServingSettings
     deploy: DeploySettings
+    monitoring: MonitoringSettings
 
     def __post_init__(self) -> None:
         if self.training.gap_days < self.data.label_maturity_days:
@@ -547,6 +563,13 @@ def load_training_config(settings: Settings) -> dict:
     import yaml
 
     return yaml.safe_load(Path(settings.training.config_path).read_text())
+
+
+def load_monitoring_config(settings: Settings) -> dict:
+    """The monitoring thresholds (``jobs/conf/monitoring.yaml``)."""
+    import yaml
+
+    return yaml.safe_load(Path(settings.monitoring.config_path).read_text())
 
 
 def settings_table() -> str:

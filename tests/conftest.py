@@ -60,6 +60,7 @@ HISTORY_FILES = {
     "tests/data/test_training_set.py",
     "tests/data/test_transform.py",
     "tests/serving/test_service.py",
+    "tests/serving/test_monitoring_checks.py",
 }
 
 

@@ -49,6 +49,7 @@ class Tag:
     DBT_MANIFEST_HASH = "dbt_manifest_hash"
     CONFIG_HASH = "config_hash"
     TRAINING_KEY = "training_key"
+    TRAINING_TRIGGER = "training.trigger"  # schedule, manual, or the monitoring's retrain request and its reason
     FRAME_HASH = "data.frame_hash"
     WINDOW_TRAIN = "window.train"
     WINDOW_GAP_DAYS = "window.gap_days"

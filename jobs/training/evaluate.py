@@ -13,6 +13,7 @@ from pathlib import Path
 
 from jobs.config import Settings, get_settings, load_training_config
 from jobs.evaluation import baseline, metrics, report, robustness
+from jobs.evaluation.profile import REFERENCE_FILE, build_reference
 from jobs.features.registry import FEATURE_NAMES, features_matrix
 from jobs.platform.tracking import Metric, mlflow_client
 from jobs.training.context import load_booster, save_ctx
@@ -68,6 +69,9 @@ def stage_evaluate(ctx: dict, settings: Settings | None = None) -> dict:
         out / "plots",
         result["feature_importance"],
     )
+    # The monitoring reference: binned training features and the test window's scores (jobs.monitoring).
+    reference = build_reference(main.train, scores, result["alert_threshold"]["threshold"], FEATURE_NAMES)
+    (out / REFERENCE_FILE).write_text(json.dumps(reference))
     client = mlflow_client(settings)
     o = result["overall"]
     logged = {
@@ -88,6 +92,7 @@ def stage_evaluate(ctx: dict, settings: Settings | None = None) -> dict:
     )
     client.log_artifact(ctx["parent_run_id"], str(js), EVALUATION_DIR)
     client.log_artifact(ctx["parent_run_id"], str(page), EVALUATION_DIR)
+    client.log_artifact(ctx["parent_run_id"], str(out / REFERENCE_FILE), EVALUATION_DIR)
     for p in plots:
         client.log_artifact(ctx["parent_run_id"], str(p), f"{EVALUATION_DIR}/plots")
     ctx = {**ctx, "metrics": {k: v for k, v in logged.items() if v is not None}}

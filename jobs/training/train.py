@@ -52,8 +52,9 @@ def stage_build(
     n_folds: int | None = None,
     n_trials: int | None = None,
     versions: dict | None = None,
+    trigger: str | None = None,
 ) -> dict:
-    """Training set + MLflow parent run with the lineage tags.
+    """Training set + MLflow parent run with the lineage tags (and ``trigger``: why this training runs).
 
     A retry of the same ``key`` (Airflow run id) rebuilds the set from the Delta versions pinned by
     the first attempt and reuses its MLflow run, so a retried task neither drifts nor duplicates.
@@ -91,6 +92,7 @@ def stage_build(
         Tag.DBT_MANIFEST_HASH: manifest_hash(settings),
         Tag.CONFIG_HASH: chash,
         Tag.TRAINING_KEY: key,
+        Tag.TRAINING_TRIGGER: (trigger or "manual")[:5000],
         Tag.FRAME_HASH: manifest["frame_hash"],
         Tag.WINDOW_TRAIN: w["train"],
         Tag.WINDOW_GAP_DAYS: str(w["gap_days"]),

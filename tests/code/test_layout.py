@@ -43,6 +43,7 @@ CLIS = [
     "jobs.release.registry",
     "jobs.platform.lakehouse",
     "jobs.platform.dbt_runner",
+    "jobs.monitoring.checks",
 ]
 
 

@@ -23,7 +23,7 @@ def dagbag():
 
 def test_no_import_errors(dagbag):
     assert dagbag.import_errors == {}
-    assert set(dagbag.dags) == {"data_pipeline", "train_model", "batch_score", "deploy_model"}
+    assert set(dagbag.dags) == {"data_pipeline", "train_model", "batch_score", "deploy_model", "monitor_model"}
     assert not any(p.endswith("assets.py") for p in dagbag.file_last_changed)  # .airflowignore: not a DAG file
 
 
@@ -36,7 +36,7 @@ def test_each_asset_is_defined_once_and_shared(dagbag):
             assert "Asset(" not in path.read_text(), f"{path.name} defines an Asset: import it from dags/assets.py"
     features = dagbag.dags["data_pipeline"].get_task("validate_features").outlets
     assert features == [assets.TRANSACTION_FEATURES]
-    assert list(dagbag.dags["train_model"].timetable.asset_condition.objects) == [assets.TRANSACTION_FEATURES]
+    assert list(dagbag.dags["train_model"].timetable.asset_condition.objects) == [assets.RETRAIN_REQUEST]
     assert dagbag.dags["train_model"].get_task("promote").outlets == [assets.CHAMPION_MODEL]
     # batch_score runs on the same validated features; it emits the scores, the queue and the loaded log
     batch = dagbag.dags["batch_score"]
@@ -46,6 +46,11 @@ def test_each_asset_is_defined_once_and_shared(dagbag):
     assert batch.get_task("score").outlets == [assets.TRANSACTION_SCORES, assets.DAILY_ALERTS]
     assert batch.get_task("load_prediction_log").outlets == [assets.PREDICTION_LOG]
     assert dagbag.dags["data_pipeline"].get_task("materialize_online").outlets == [assets.ONLINE_STORE]
+    # monitor_model runs on the scores; it emits the checks and, on a drift alert, the retrain request
+    monitor = dagbag.dags["monitor_model"]
+    assert list(monitor.timetable.asset_condition.objects) == [assets.TRANSACTION_SCORES]
+    assert monitor.get_task("raise_alerts").outlets == [assets.MONITORING_CHECKS]
+    assert monitor.get_task("request_retraining").outlets == [assets.RETRAIN_REQUEST]
     # deploy_model runs on the champion Asset train_model's promote emits, and emits the deployed one
     deploy = dagbag.dags["deploy_model"]
     assert list(deploy.timetable.asset_condition.objects) == [assets.CHAMPION_MODEL]
@@ -178,9 +183,9 @@ def test_train_model_shape(dagbag, settings):
     from jobs.release.decisions import NextStep
 
     assert down["route"] == {step.value for step in NextStep}
-    # scheduled on the validated feature Asset (the one data_pipeline emits) and weekly; UI parameters
-    features = dagbag.dags["data_pipeline"].get_task("validate_features").outlets[0]
-    assert [(a.name, a.uri) for a in dag.timetable.asset_condition.objects] == [(features.name, features.uri)]
+    # scheduled on the retraining requests monitor_model emits, and weekly; UI parameters
+    request = dagbag.dags["monitor_model"].get_task("request_retraining").outlets[0]
+    assert [(a.name, a.uri) for a in dag.timetable.asset_condition.objects] == [(request.name, request.uri)]
     assert dag.timetable.timetable.expression == "0 3 * * 1"
     assert {"last_test_day", "train_days", "gap_days", "test_days", "n_folds", "n_trials"} <= set(dag.params)
     # training reads the pinned Delta versions with delta-rs: no task of train_model waits for the Spark slot

@@ -193,6 +193,7 @@ def test_train_model_promotes_a_first_champion_then_rejects_an_identical_challen
             int(tags[f"delta_version.{table}"]) == manifest["delta_versions"][table] <= table_version(spark, table)
         ), table
     assert tags["window.test"] == f"{days[7]}..{days[7]}" and tags["window.train"] == f"{days[3]}..{days[4]}"
+    assert tags["training.trigger"] == "manual"  # not the weekly schedule, not a retrain request
     assert (tags["window.cutoff"], tags["window.gap_days"]) == (f"{days[7]}T00:00:00", "2")
     data_end = spark.sql("SELECT max(tx_date) FROM marts.fct_transactions").collect()[0][
         0
@@ -218,7 +219,15 @@ def test_train_model_promotes_a_first_champion_then_rejects_an_identical_challen
         "evaluation/plots/feature_importance.png",
         "model_card/model_card.md",
         "model_card/model_card.html",
+        "evaluation/monitoring_reference.json",
     } <= artifacts
+    # the monitoring reference travels with the version: every model feature binned, and the test scores
+    from jobs.features.registry import FEATURE_NAMES
+    from jobs.monitoring.reference import load_reference
+
+    reference = load_reference(champion.version, s)
+    assert set(reference["features"]) == set(FEATURE_NAMES) and reference["n_rows"] > 0
+    assert 0 < reference["score"]["alert_rate"] < 1 and reference["score"]["kind"] == "continuous"
     metrics = run.data.metrics
     for key in (
         "test_auc",

@@ -46,7 +46,9 @@ def test_incremental_history_equals_full_refresh_and_labels_follow_reports(histo
     # (ingestion deletes the first from bronze and stamps the second with its own ingestion time).
     bronze = DeltaTable(str(delta.path(settings, "bronze.transactions")))
     bronze_version = bronze.version()
-    withdrawn, corrected = (r[0] for r in spark.sql("SELECT transaction_id FROM marts.fct_transactions ORDER BY 1 LIMIT 2").collect())
+    withdrawn, corrected = (
+        r[0] for r in spark.sql("SELECT transaction_id FROM marts.fct_transactions ORDER BY 1 LIMIT 2").collect()
+    )
     try:
         bronze.delete(f"transaction_id = '{withdrawn}'")
         bronze.update(
@@ -56,7 +58,9 @@ def test_incremental_history_equals_full_refresh_and_labels_follow_reports(histo
         run_dbt(["run", "--select", "fct_transactions", "--quiet"], quick, vars={"as_of": str(days[-1])})
         incremental = _fct(spark)
         last = _status_counts(spark, days)
-        run_dbt(["run", "--select", "fct_transactions", "--full-refresh", "--quiet"], quick, vars={"as_of": str(days[-1])})
+        run_dbt(
+            ["run", "--select", "fct_transactions", "--full-refresh", "--quiet"], quick, vars={"as_of": str(days[-1])}
+        )
         full = _fct(spark)
     finally:  # the history is shared: bronze back as it was, and the mart with it (incrementally)
         DeltaTable(str(delta.path(settings, "bronze.transactions"))).restore(bronze_version)

@@ -52,6 +52,8 @@ def champion(serving_settings):
     from deltalake import DeltaTable
 
     from jobs.evaluation.metrics import alert_threshold
+    from jobs.evaluation.profile import REFERENCE_FILE, build_reference
+    from jobs.evaluation.report import EVALUATION_DIR
     from jobs.features.registry import FEATURE_NAMES, FEATURE_SET_VERSION
     from jobs.platform import delta
     from jobs.platform.tracking import Alias, Metric, Tag, experiment_id, mlflow_client
@@ -79,6 +81,9 @@ def champion(serving_settings):
     name = s.mlflow.model_name
     with mlflow.start_run(experiment_id=experiment_id(s)) as run:
         info = mlflow.lightgbm.log_model(booster, name="model", pip_requirements=["lightgbm"])
+        # the monitoring reference, as the evaluation logs it with every trained version
+        reference = build_reference(X, booster.predict(X), threshold, FEATURE_NAMES)
+        mlflow.log_dict(reference, f"{EVALUATION_DIR}/{REFERENCE_FILE}")
     client.create_registered_model(name)
     mv = client.create_model_version(
         name,

@@ -1,0 +1,120 @@
+"""Alerts: the day's failed checks as rows of ``monitoring.alerts``, e-mailed, and retraining requests.
+
+Every metric of ``monitoring.checks`` whose status is ``alert`` becomes one row of
+``monitoring.alerts`` (re-running a day replaces its rows). When ``PIPELINE_ALERT_EMAIL`` is set, the
+day's alerts are mailed in one message (:func:`message`) by ``monitor_model`` with Airflow's SMTP
+provider (``SmtpNotifier``, connection ``smtp_default``, e.g. ``AIRFLOW_CONN_SMTP_DEFAULT``).
+
+A drift or performance alert asks for a retraining (:func:`retrain_reason`): the inputs or the
+world changed, so a model trained on recent data may do better, and the gate decides. A numerical
+alert (NaN scores) does not: it is a bug to fix, and a new model would not fix it.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+from datetime import UTC, date, datetime
+
+import pandas as pd
+import pyarrow as pa
+
+from jobs.config import Settings, get_settings
+from jobs.monitoring.checks import read_checks
+from jobs.platform import delta
+
+log = logging.getLogger(__name__)
+
+ALERTS = delta.TableSpec(
+    "monitoring.alerts",
+    pa.schema(
+        [
+            pa.field("alert_date", pa.date32(), nullable=False),
+            pa.field("check_name", pa.string(), nullable=False),
+            pa.field("model_version", pa.string()),
+            pa.field("source", pa.string(), nullable=False),
+            pa.field("subject", pa.string(), nullable=False),
+            pa.field("metric", pa.string(), nullable=False),
+            pa.field("value", pa.float64()),
+            pa.field("threshold", pa.float64()),
+            pa.field("detail", pa.string()),
+            pa.field("retrain", pa.bool_(), nullable=False),  # does this alert ask for a retraining?
+            pa.field("raised_at", pa.timestamp("us", tz="UTC"), nullable=False),
+        ]
+    ),
+    ("alert_date",),
+)
+# checks whose alerts ask for a retraining: the data or the world moved away from the training data
+RETRAIN_CHECKS = frozenset({"data_drift", "prediction_drift", "performance"})
+SUMMARY_METRICS = frozenset({"drifted_features"})  # a drift check's verdict row (its features are in detail)
+
+
+def raise_alerts(day: date | str, settings: Settings | None = None) -> list[dict]:
+    """Record the day's alerts (the ``alert`` rows of its checks) in ``monitoring.alerts``; return them."""
+    settings = settings or get_settings()
+    day = date.fromisoformat(str(day)[:10])
+    checks = read_checks(settings, day)
+    failed = checks[checks["status"] == "alert"]
+    # A drift check alerts once per source (its verdict row names the drifted features), not per feature.
+    verdicts = failed[failed["metric"].isin(SUMMARY_METRICS)]
+    covered = set(zip(verdicts["check_name"], verdicts["source"], strict=True))
+    keep = failed["metric"].isin(SUMMARY_METRICS) | ~pd.Series(
+        [(c, s) in covered for c, s in zip(failed["check_name"], failed["source"], strict=True)], index=failed.index
+    )
+    now = datetime.now(UTC)
+    rows = [
+        {
+            "alert_date": day,
+            "check_name": r.check_name,
+            "model_version": r.model_version,
+            "source": r.source,
+            "subject": r.subject,
+            "metric": r.metric,
+            "value": r.value,
+            "threshold": r.threshold,
+            "detail": r.detail,
+            "retrain": r.check_name in RETRAIN_CHECKS,
+            "raised_at": now,
+        }
+        for r in failed[keep].itertuples()
+    ]
+    delta.overwrite_where(settings, ALERTS, pa.Table.from_pylist(rows, schema=ALERTS.schema), f"alert_date = '{day}'")
+    log.info("monitoring %s: %d alert(s)", day, len(rows))
+    return rows
+
+
+def retrain_reason(alerts: list[dict]) -> str | None:
+    """Why a retraining is requested (None: no drift or performance alert)."""
+    reasons = [
+        f"{a['check_name']} on {a['source']}: {a['detail'] or a['subject']} ({a['metric']} {a['value']:.3g})"
+        for a in alerts
+        if a["retrain"]
+    ]
+    return "; ".join(reasons) or None
+
+
+def read_alerts(settings: Settings | None = None, day: date | None = None) -> pd.DataFrame:
+    settings = settings or get_settings()
+    return delta.read(settings, ALERTS, filters=None if day is None else [("alert_date", "=", day)]).to_pandas()
+
+
+def message(day: date | str, alerts: list[dict]) -> tuple[str, str]:
+    """Subject and HTML body of the day's alert mail."""
+    subject = f"[fraud model] {len(alerts)} monitoring alert(s) on {day}"
+    lines = "".join(
+        "<tr>"
+        + "".join(
+            f"<td>{html.escape(str(a[k]))}</td>"
+            for k in ("check_name", "source", "subject", "metric", "value", "threshold", "detail")
+        )
+        + "</tr>"
+        for a in alerts
+    )
+    head = "".join(f"<th>{h}</th>" for h in ("check", "source", "subject", "metric", "value", "threshold", "detail"))
+    return subject, f"<p>Monitoring of {day}:</p><table><tr>{head}</tr>{lines}</table>"
+
+
+def recipients(settings: Settings | None = None) -> list[str]:
+    """Who gets the alert mail (``PIPELINE_ALERT_EMAIL``); empty: nobody, alerts stay rows."""
+    settings = settings or get_settings()
+    return [r.strip() for r in settings.monitoring.alert_email.split(",") if r.strip()]
