@@ -11,7 +11,9 @@ its extra), or from the UI with a ``date``. Thin by design: each check is one ta
   test metrics, and concept drift (performance down while the inputs did not drift);
 
 then ``raise_alerts`` writes the day's alerts to ``monitoring.alerts`` and mails them
-(``PIPELINE_ALERT_EMAIL``, Airflow's SMTP connection), and ``request_retraining`` emits the
+(``PIPELINE_ALERT_EMAIL``, Airflow's SMTP connection), ``report`` writes the day's HTML report
+(Evidently's drift report and the checks' trends) and logs it to the champion's MLflow run (the task
+log names both), and ``request_retraining`` emits the
 ``monitoring.retrain_request`` Asset with the reason when a drift or performance alert asks for a
 new model: ``train_model`` runs on it. With no such alert it is skipped and emits nothing.
 Thresholds: ``jobs/conf/monitoring.yaml``. No JVM: everything reads Delta with delta-rs.
@@ -99,11 +101,19 @@ def monitor_model():
         outlet_events[RETRAIN_REQUEST].extra = {"reason": summary["retrain_reason"]}
         return summary["retrain_reason"]
 
+    @task
+    def report(days: list[str]) -> list[dict]:
+        """The day's HTML report (Evidently's drift report and the trends), logged to the champion's run."""
+        from jobs.monitoring.report import write_report
+
+        return [write_report(day) for day in days]  # each logs its file and MLflow artifact URI
+
     days = days_to_check()
     checked = [check_task(name)(days) for name in CHECKS]
     summary = raise_alerts(days)
     checked >> summary
     request_retraining(summary)
+    summary >> report(days)
 
 
 monitor_model()

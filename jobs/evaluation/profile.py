@@ -26,6 +26,7 @@ import numpy as np
 PROFILE_FORMAT = 1
 REFERENCE_FILE = "monitoring_reference.json"  # in the evaluation folder of the version's MLflow run
 N_BINS = 10
+MAX_DISCRETE_VALUES = 50  # a column with at most this many distinct values keeps their shares
 EPS = 1e-4  # floor of a bin share in the PSI, so an empty bin gives a large but finite term
 
 
@@ -46,7 +47,7 @@ def profile_values(values, n_bins: int = N_BINS) -> dict:
         return {"kind": "continuous", "n": n, "missing": 1.0, "edges": [], "proportions": [1.0]}
     edges = np.unique(np.quantile(x, np.arange(1, n_bins) / n_bins))
     counts = np.bincount(np.searchsorted(edges, x, side="left"), minlength=edges.size + 1)
-    return {
+    profile = {
         "kind": "continuous",
         "n": n,
         "missing": missing / n,
@@ -55,6 +56,14 @@ def profile_values(values, n_bins: int = N_BINS) -> dict:
         "min": float(x.min()),
         "max": float(x.max()),
     }
+    # The shape, for the report's reference sample: the values' shares when there are few (counts),
+    # else the percentiles (an inverse CDF within 1% of the data's).
+    values, value_counts = np.unique(x, return_counts=True)
+    if values.size <= MAX_DISCRETE_VALUES:
+        profile["values"], profile["shares"] = values.tolist(), (value_counts / x.size).tolist()
+    else:
+        profile["percentiles"] = np.quantile(x, np.linspace(0, 1, 101)).tolist()
+    return profile
 
 
 def build_reference(features, scores, alert_threshold: float | None, columns) -> dict:

@@ -44,6 +44,7 @@ CLIS = [
     "jobs.platform.lakehouse",
     "jobs.platform.dbt_runner",
     "jobs.monitoring.checks",
+    "jobs.monitoring.report",
 ]
 
 

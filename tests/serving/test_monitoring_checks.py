@@ -156,6 +156,15 @@ def test_monitor_model_dag_mails_alerts_and_requests_a_retraining(
                 "numerical_stability",
                 "performance",
             }
+        # the day's report: Evidently's drift page and the trends, logged to the champion's run
+        from jobs.platform.tracking import mlflow_client
+
+        client = mlflow_client(get_settings())
+        run_id = client.get_model_version(get_settings().mlflow.model_name, champion["version"]).run_id
+        logged = {f.path for f in client.list_artifacts(run_id, f"monitoring/{days[-1]}")}
+        assert logged == {f"monitoring/{days[-1]}/index.html", f"monitoring/{days[-1]}/drift.html"}
+        page = (get_settings().storage.data_dir / "monitoring" / "reports" / str(days[-1]) / "index.html").read_text()
+        assert "Evidently drift report" in page and "Drifted features (batch)" in page and "<img" in page
     finally:
         controller.stop()
         get_settings.cache_clear()
