@@ -4,11 +4,14 @@ Runs when ``batch_score`` has scored a day (the ``predictions.transaction_scores
 its extra), or from the UI with a ``date``. Thin by design: each check is one task calling
 :mod:`jobs.monitoring.checks` (also ``python -m jobs.monitoring.checks --date D --check NAME``):
 
+* ``data_quality``: quarantine rate, volume against the trailing median, landing schema changes;
 * ``data_drift``: the day's features (batch and served) against the champion's training reference;
 * ``prediction_drift``: the day's scores and alert rate against the test window's;
+* ``skew``: the served feature vectors against the batch features of the same transactions;
 * ``numerical_stability``: NaN, infinite or out-of-range scores;
 * ``performance``: the champion's metrics on the day whose labels just matured, against its offline
   test metrics, and concept drift (performance down while the inputs did not drift);
+* ``staleness``: days since the champion's training cutoff; ``health``: volume, fallbacks, latency;
 
 then ``raise_alerts`` writes the day's alerts to ``monitoring.alerts`` and mails them
 (``PIPELINE_ALERT_EMAIL``, Airflow's SMTP connection), ``report`` writes the day's HTML report
@@ -30,7 +33,16 @@ from assets import MONITORING_CHECKS, RETRAIN_REQUEST, TRANSACTION_SCORES
 from jobs.config import get_settings
 
 settings = get_settings()
-CHECKS = ("data_drift", "prediction_drift", "numerical_stability", "performance")
+CHECKS = (
+    "data_quality",
+    "data_drift",
+    "prediction_drift",
+    "skew",
+    "numerical_stability",
+    "performance",
+    "staleness",
+    "health",
+)
 
 
 @dag(

@@ -5,9 +5,10 @@ Every metric of ``monitoring.checks`` whose status is ``alert`` becomes one row 
 day's alerts are mailed in one message (:func:`message`) by ``monitor_model`` with Airflow's SMTP
 provider (``SmtpNotifier``, connection ``smtp_default``, e.g. ``AIRFLOW_CONN_SMTP_DEFAULT``).
 
-A drift or performance alert asks for a retraining (:func:`retrain_reason`): the inputs or the
-world changed, so a model trained on recent data may do better, and the gate decides. A numerical
-alert (NaN scores) does not: it is a bug to fix, and a new model would not fix it.
+A drift, performance or staleness alert asks for a retraining (:func:`retrain_reason`): the inputs
+or the world changed, so a model trained on recent data may do better, and the gate decides. Data
+quality, skew, numerical and health alerts do not: they are data or code problems to fix, and a new
+model would not fix them.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ ALERTS = delta.TableSpec(
     ("alert_date",),
 )
 # checks whose alerts ask for a retraining: the data or the world moved away from the training data
-RETRAIN_CHECKS = frozenset({"data_drift", "prediction_drift", "performance"})
+RETRAIN_CHECKS = frozenset({"data_drift", "prediction_drift", "performance", "staleness"})
 SUMMARY_METRICS = frozenset({"drifted_features"})  # a drift check's verdict row (its features are in detail)
 
 

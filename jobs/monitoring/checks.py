@@ -14,6 +14,12 @@ Checks so far:
   binary ones (:mod:`jobs.evaluation.profile`);
 * ``prediction_drift``: the day's batch scores against the test window's, and the alert rate;
 * ``numerical_stability``: NaN, infinite or out-of-[0, 1] scores, batch and served;
+* ``data_quality``: per landing source, the quarantine rate, the volume against the trailing median,
+  and a landing schema change (a new or missing column) as its own alert;
+* ``skew``: training/serving skew, the served feature vectors against the batch features of the same
+  transactions;
+* ``staleness``: days since the version's training cutoff;
+* ``health``: the service's day from the prediction log (volume, fallbacks, p50/p99 latency);
 * ``performance``: as labels mature, AUC, average precision and Card Precision@k of the version on
   the day whose labels matured, next to its offline test metrics (the gap, trended); and concept
   drift when performance falls while that day's inputs did not drift.
@@ -345,11 +351,172 @@ def performance(settings: Settings, day: date, version: str | None, cfg: dict) -
     return rows
 
 
+def landing_columns(path) -> list[str]:
+    """The columns a landing file delivers: its CSV header, or the keys of a JSON-lines file's records."""
+    import csv
+
+    if path.suffix == ".csv":
+        with open(path, encoding="utf-8", errors="replace", newline="") as f:
+            return [c.strip() for c in next(csv.reader([f.readline()]), [])]
+    keys: dict[str, None] = {}
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for _, line in zip(range(100), f, strict=False):
+            try:
+                keys.update(dict.fromkeys(json.loads(line)))
+            except (ValueError, TypeError, AttributeError):
+                continue
+    return list(keys)
+
+
+def schema_change(columns: list[str], contract: list[str]) -> dict[str, list[str]]:
+    """New and missing columns of a landing file against its contract (empty lists: no change)."""
+    return {"new": [c for c in columns if c not in contract], "missing": [c for c in contract if c not in columns]}
+
+
+def data_quality(settings: Settings, day: date, version: str | None, cfg: dict) -> list[Row]:
+    """Per landing source: the quarantine rate, the volume against the trailing median, and a change of
+    the landing schema (a new or missing column, against the contract's suite) as its own alert."""
+    from datetime import timedelta
+
+    from jobs.data.contract import record_rules
+    from jobs.data.landing import LANDING_SOURCES
+    from jobs.platform import opslog
+
+    c = cfg["data_quality"]
+    rows = []
+    for source in LANDING_SOURCES:
+        attempt = opslog.latest_attempt(settings, source, day)
+        if attempt is None or not attempt.get("rows_read"):
+            rows.append(Row("landing", source, "rows_read", 0.0, None, "alert", "nothing ingested for the day"))
+        else:
+            rate = attempt["rows_quarantined"] / attempt["rows_read"]
+            rows.append(
+                Row(
+                    "landing",
+                    source,
+                    "quarantine_rate",
+                    rate,
+                    c["quarantine_rate_alert"],
+                    level(rate, c["quarantine_rate_warn"], c["quarantine_rate_alert"]),
+                )
+            )
+            window = [day - timedelta(days=i) for i in range(1, c["volume_window_days"] + 1)]
+            history = [
+                a["rows_accepted"]
+                for a in opslog.latest_attempts(settings, source, window).values()
+                if a["rows_accepted"]
+            ]
+            if len(history) >= c["volume_min_days"]:
+                median = float(np.median(history))
+                accepted = attempt["rows_accepted"] or 0
+                ratio = max(accepted / median, median / accepted) if accepted else float("inf")
+                detail = json.dumps({"accepted": accepted, "median": median, "days": len(history)})
+                rows.append(
+                    Row(
+                        "landing",
+                        source,
+                        "volume_ratio",
+                        min(ratio, 1e9),
+                        c["volume_ratio_alert"],
+                        level(ratio, c["volume_ratio_warn"], c["volume_ratio_alert"]),
+                        detail,
+                    )
+                )
+        path = settings.storage.landing_file(source, day)
+        if path is not None:
+            change = schema_change(landing_columns(path), list(record_rules(source).required))
+            n = len(change["new"]) + len(change["missing"])
+            rows.append(
+                Row("landing", source, "schema_change", float(n), 0.0, "alert" if n else "ok", json.dumps(change))
+            )
+    return rows
+
+
+def skew_rows(batch: pd.DataFrame, served_rows: pd.DataFrame, cfg: dict) -> list[Row]:
+    """Training/serving skew: the served feature vectors against the batch features of the same
+    transactions; the share of transactions with any feature differing (beyond float noise)."""
+    both = served_rows.merge(batch, on="transaction_id", suffixes=("_served", ""))
+    if both.empty:
+        return [Row("served", "*", "matched_rows", 0.0, None, "skipped", "no served transaction in the batch")]
+    differs = np.zeros(len(both), dtype=bool)
+    per_feature = {}
+    for name in FEATURE_NAMES:
+        a = both[f"{name}_served"].to_numpy(dtype="float64", na_value=np.nan)
+        b = both[name].to_numpy(dtype="float64", na_value=np.nan)
+        bad = ~(np.isclose(a, b, rtol=1e-9, atol=1e-9) | (np.isnan(a) & np.isnan(b)))
+        if bad.any():
+            per_feature[name] = int(bad.sum())
+        differs |= bad
+    share = float(differs.mean())
+    worst_features = dict(sorted(per_feature.items(), key=lambda kv: -kv[1])[:5])
+    detail = json.dumps({"rows": len(both), "mismatching_features": worst_features})
+    status = "alert" if share > cfg["max_mismatch_share"] else "ok"
+    return [Row("served", "*", "mismatch_share", share, cfg["max_mismatch_share"], status, detail)]
+
+
+def skew(settings: Settings, day: date, version: str | None, cfg: dict) -> list[Row]:
+    """The day's served transactions (prediction log) against ``features.transaction_features``."""
+    log_rows = _read(settings, "monitoring.prediction_log", ["transaction_id", "features"], "served_date", day)
+    if log_rows.empty:
+        return [Row("served", "*", "matched_rows", 0.0, None, "skipped", "no served traffic that day")]
+    vectors = pd.DataFrame([dict(f) for f in log_rows["features"]]).reindex(columns=list(FEATURE_NAMES))
+    served_rows = pd.concat([log_rows[["transaction_id"]].reset_index(drop=True), vectors], axis=1)
+    served_rows = served_rows.drop_duplicates("transaction_id", keep="last")
+    batch = _read(settings, FEATURES_TABLE, ["transaction_id", *FEATURE_NAMES], "batch_date", day)
+    return skew_rows(batch, served_rows, cfg["skew"])
+
+
+def staleness(settings: Settings, day: date, version: str | None, cfg: dict) -> list[Row]:
+    """Days from the version's training cutoff (the end of its test window) to the day."""
+    from jobs.platform.tracking import Tag, mlflow_client
+
+    c = cfg["staleness"]
+    if version is None:
+        return [Row("model", "*", "days_since_cutoff", None, None, "skipped", "no champion yet")]
+    client = mlflow_client(settings)
+    tags = client.get_run(client.get_model_version(settings.mlflow.model_name, version).run_id).data.tags
+    cutoff = tags.get(Tag.WINDOW_CUTOFF)
+    if not cutoff:
+        return [Row("model", "*", "days_since_cutoff", None, None, "skipped", "the version has no training cutoff tag")]
+    days = float((day - date.fromisoformat(cutoff[:10])).days)
+    status = level(days, c["days_warn"], c["days_alert"])
+    return [
+        Row("model", "*", "days_since_cutoff", days, float(c["days_alert"]), status, json.dumps({"cutoff": cutoff}))
+    ]
+
+
+def health(settings: Settings, day: date, version: str | None, cfg: dict) -> list[Row]:
+    """The scoring service's day from the prediction log: volume, fallbacks, p50 and p99 latency against SLOs."""
+    c = cfg["health"]
+    frame = _read(settings, "monitoring.prediction_log", ["latency_ms", "path", "candidate_error"], "served_date", day)
+    rows = [Row("served", "requests", "count", float(len(frame)), None, "ok" if len(frame) else "skipped")]
+    if frame.empty:
+        return rows
+    errors = float(((frame["path"] == "fallback") | frame["candidate_error"].notna()).mean())
+    p50, p99 = (float(np.percentile(frame["latency_ms"], q)) for q in (50, 99))
+    return rows + [
+        Row(
+            "served",
+            "requests",
+            "error_rate",
+            errors,
+            c["max_error_rate"],
+            "alert" if errors > c["max_error_rate"] else "ok",
+        ),
+        Row("served", "latency", "p50_ms", p50, c["p50_ms"], "alert" if p50 > c["p50_ms"] else "ok"),
+        Row("served", "latency", "p99_ms", p99, c["p99_ms"], "alert" if p99 > c["p99_ms"] else "ok"),
+    ]
+
+
 CHECK_FUNCTIONS: dict[str, Callable[[Settings, date, str | None, dict], list[Row]]] = {
     "data_drift": data_drift,
     "prediction_drift": prediction_drift,
     "numerical_stability": numerical_stability,
     "performance": performance,
+    "data_quality": data_quality,
+    "skew": skew,
+    "staleness": staleness,
+    "health": health,
 }
 
 

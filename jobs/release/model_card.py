@@ -62,6 +62,7 @@ def model_card_markdown(
 - **Owner:** {settings.mlflow.model_owner}
 - **Type:** LightGBM gradient-boosted trees, binary objective; output = fraud score in [0, 1] per transaction.
 - **Trained:** {tags.get(TRAINED_AT, "n/a")} in MLflow run `{ctx["parent_run_id"]}`; git commit `{tags.get(Tag.GIT_COMMIT)}`; config hash `{tags.get(Tag.CONFIG_HASH)}`.
+- **Why it was trained:** {tags.get(Tag.TRAINING_TRIGGER, "n/a")}.
 - **Hyperparameters:** {json.dumps(ctx.get("best_config", {}), sort_keys=True)}, {ctx.get("best_rounds")} boosting rounds (Ray Tune, {ctx.get("n_trials")} trials, ASHA).
 - **Gate decision:** **{decision["decision"]}** ({decision["checked_at"]}); {"; ".join(decision["reasons"])}.
 

@@ -130,7 +130,7 @@ def _sweep_timeouts_like_the_scheduler(dag_id: str, result: dict, timeout_s: flo
 
 
 def test_train_model_promotes_a_first_champion_then_rejects_an_identical_challenger(
-    airflow_db, feature_history, training_settings, load_dag
+    airflow_db, feature_history, training_settings, load_dag, tmp_path
 ):
     import mlflow
 
@@ -194,6 +194,8 @@ def test_train_model_promotes_a_first_champion_then_rejects_an_identical_challen
         ), table
     assert tags["window.test"] == f"{days[7]}..{days[7]}" and tags["window.train"] == f"{days[3]}..{days[4]}"
     assert tags["training.trigger"] == "manual"  # not the weekly schedule, not a retrain request
+    card = Path(client.download_artifacts(run.info.run_id, "model_card/model_card.md", str(tmp_path)))
+    assert "**Why it was trained:** manual." in card.read_text()
     assert (tags["window.cutoff"], tags["window.gap_days"]) == (f"{days[7]}T00:00:00", "2")
     data_end = spark.sql("SELECT max(tx_date) FROM marts.fct_transactions").collect()[0][
         0

@@ -6,6 +6,9 @@ the checks run on real feature rows, with drift injected where the answer must b
 
 from __future__ import annotations
 
+import json
+from datetime import timedelta
+
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -13,7 +16,7 @@ import pytest
 from jobs.config import load_monitoring_config
 from jobs.evaluation.profile import build_reference
 from jobs.features.registry import FEATURE_NAMES
-from jobs.monitoring.checks import batch_features, feature_drift_rows, read_checks, run_checks
+from jobs.monitoring.checks import CHECK_FUNCTIONS, batch_features, feature_drift_rows, read_checks, run_checks
 
 from replay import REPLAY_DAY
 
@@ -150,12 +153,7 @@ def test_monitor_model_dag_mails_alerts_and_requests_a_retraining(
             assert "data_drift on batch" in request.xcom_pull(task_ids="request_retraining")
             alerts = read_alerts(get_settings(), day)
             assert len(alerts) >= 1 and alerts["retrain"].any()
-            assert set(read_checks(get_settings(), day)["check_name"]) == {
-                "data_drift",
-                "prediction_drift",
-                "numerical_stability",
-                "performance",
-            }
+            assert set(read_checks(get_settings(), day)["check_name"]) == set(CHECK_FUNCTIONS)
         # the day's report: Evidently's drift page and the trends, logged to the champion's run
         from jobs.platform.tracking import mlflow_client
 
@@ -226,3 +224,45 @@ def test_delayed_label_performance_equals_the_evaluation_modules_and_flags_conce
     record(s, matured, "data_drift", champion["version"], [Row("batch", "*", "drifted_features", 3.0, 2.0, "alert")])
     rows = performance(s, REPLAY_DAY, champion["version"], cfg)
     assert {(r.subject, r.metric): r.status for r in rows}[("*", "concept_drift")] == "ok"
+
+
+def test_skew_between_served_and_batch_features_is_detected(serving_settings):
+    """The served vectors equal the batch features: no skew; a copy of the log with one feature off
+    for a tenth of the transactions: an alert naming it."""
+    from jobs.monitoring.checks import FEATURES_TABLE, _read, skew_rows
+
+    cfg = load_monitoring_config(serving_settings)["skew"]
+    batch = _read(serving_settings, FEATURES_TABLE, ["transaction_id", *FEATURE_NAMES], "batch_date", REPLAY_DAY)
+    served_log = batch.copy()
+    (clean,) = skew_rows(batch, served_log, cfg)
+    assert (clean.metric, clean.value, clean.status) == ("mismatch_share", 0.0, "ok")
+    skewed = served_log.copy()
+    off = np.random.default_rng(2).random(len(skewed)) < 0.1
+    skewed.loc[off, "customer_nb_tx_1d"] += 1  # e.g. the online store missed a transaction
+    (row,) = skew_rows(batch, skewed, cfg)
+    assert row.status == "alert" and row.value == pytest.approx(off.mean())
+    assert json.loads(row.detail)["mismatching_features"] == {"customer_nb_tx_1d": int(off.sum())}
+
+
+def test_a_renamed_landing_column_alerts(serving_settings, champion):
+    """A landing file whose amount column was renamed: a schema change (one new, one missing column)."""
+    from jobs.monitoring.checks import data_quality, landing_columns, schema_change
+
+    s = serving_settings
+    cfg = load_monitoring_config(s)
+    normal = {(r.subject, r.metric): r for r in data_quality(s, REPLAY_DAY, None, cfg)}
+    assert normal[("transactions", "schema_change")].status == "ok"
+    assert 0 <= normal[("transactions", "quarantine_rate")].value < 0.05
+    day = REPLAY_DAY + timedelta(days=1)  # a day outside the history: its file is ours to write
+    source = s.storage.landing_file("transactions", REPLAY_DAY)
+    target = source.with_name(f"{day}.csv")
+    lines = source.read_text().splitlines(keepends=True)
+    target.write_text(lines[0].replace("tx_amount", "amount") + "".join(lines[1:]))
+    try:
+        assert "amount" in landing_columns(target)
+        rows = {(r.subject, r.metric): r for r in data_quality(s, day, None, cfg)}
+        change = rows[("transactions", "schema_change")]
+        assert change.status == "alert" and json.loads(change.detail) == {"new": ["amount"], "missing": ["tx_amount"]}
+        assert schema_change(["a", "b"], ["a", "b"]) == {"new": [], "missing": []}
+    finally:
+        target.unlink()

@@ -1,0 +1,49 @@
+"""Alert plumbing without data: which days a run checks, the retraining reason, the mail."""
+
+from __future__ import annotations
+
+from jobs.monitoring.alerts import RETRAIN_CHECKS, message, retrain_reason
+from jobs.monitoring.checks import days_to_check, level, worst
+
+
+def _alert(check, retrain, detail="tx_amount, customer_avg_amount_7d"):
+    return {
+        "check_name": check,
+        "source": "batch",
+        "subject": "*",
+        "metric": "drifted_features",
+        "value": 2.0,
+        "threshold": 2.0,
+        "detail": detail,
+        "retrain": retrain,
+    }
+
+
+def test_days_come_from_the_request_else_from_the_scores_events():
+    assert days_to_check("2026-01-02", [{"days": ["2026-01-05"]}]) == ["2026-01-02"]
+    events = [{"days": ["2026-01-03", "2026-01-02"]}, None, {"days": ["2026-01-03"]}]
+    assert days_to_check(None, events) == ["2026-01-02", "2026-01-03"]
+
+
+def test_only_drift_performance_and_staleness_ask_for_a_retraining():
+    assert {"data_drift", "prediction_drift", "performance", "staleness"} == RETRAIN_CHECKS
+    assert retrain_reason([_alert("numerical_stability", False), _alert("skew", False)]) is None
+    reason = retrain_reason([_alert("data_drift", True), _alert("health", False)])
+    assert reason == "data_drift on batch: tx_amount, customer_avg_amount_7d (drifted_features 2)"
+
+
+def test_levels_and_the_worst_status():
+    assert [level(v, 0.1, 0.25) for v in (0.05, 0.1, 0.3, None, float("nan"))] == [
+        "ok",
+        "warn",
+        "alert",
+        "skipped",
+        "skipped",
+    ]
+    assert worst(["ok", "skipped", "warn"]) == "warn" and worst([]) == "skipped"
+
+
+def test_the_mail_escapes_what_it_shows():
+    subject, body = message("2026-01-02", [_alert("data_drift", True, detail="<script>")])
+    assert subject == "[fraud model] 1 monitoring alert(s) on 2026-01-02"
+    assert "&lt;script&gt;" in body and "<script>" not in body
