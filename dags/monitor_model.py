@@ -1,7 +1,8 @@
 """monitor_model: the champion's daily checks, the alerts they raise, and retraining requests.
 
-Runs when ``batch_score`` has scored a day (the ``predictions.transaction_scores`` Asset, the days in
-its extra), or from the UI with a ``date``. Thin by design: each check is one task calling
+Runs when ``batch_score`` has scored a day and loaded the service's prediction log (the Assets
+``predictions.transaction_scores``, the days in its extra, and ``monitoring.prediction_log``), or
+from the UI with a ``date``. Thin by design: each check is one task calling
 :mod:`jobs.monitoring.checks` (also ``python -m jobs.monitoring.checks --date D --check NAME``):
 
 * ``data_quality``: quarantine rate, volume against the trailing median, landing schema changes;
@@ -17,7 +18,7 @@ then ``raise_alerts`` writes the day's alerts to ``monitoring.alerts`` and mails
 (``PIPELINE_ALERT_EMAIL``, Airflow's SMTP connection), ``report`` writes the day's HTML report
 (Evidently's drift report and the checks' trends) and logs it to the champion's MLflow run (the task
 log names both), and ``request_retraining`` emits the
-``monitoring.retrain_request`` Asset with the reason when a drift or performance alert asks for a
+``monitoring.retrain_request`` Asset with the reason when a drift, performance or staleness alert asks for a
 new model: ``train_model`` runs on it. With no such alert it is skipped and emits nothing.
 Thresholds: ``jobs/conf/monitoring.yaml``. No JVM: everything reads Delta with delta-rs.
 """
@@ -27,8 +28,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pendulum
-from airflow.sdk import Param, dag, task
-from assets import MONITORING_CHECKS, RETRAIN_REQUEST, TRANSACTION_SCORES
+from airflow.sdk import Param, chain, dag, task
+from assets import MONITORING_CHECKS, PREDICTION_LOG, RETRAIN_REQUEST, TRANSACTION_SCORES
 
 from jobs.config import get_settings
 
@@ -48,7 +49,8 @@ CHECKS = (
 @dag(
     dag_id="monitor_model",
     description="Daily checks of the champion (drift, predictions, numerical health), alerts, retraining requests",
-    schedule=[TRANSACTION_SCORES],
+    # both: batch_score emits the scores, then loads the service's prediction log (served checks read it)
+    schedule=(TRANSACTION_SCORES & PREDICTION_LOG),
     start_date=pendulum.instance(settings.airflow.start_datetime),
     catchup=False,
     max_active_runs=1,
@@ -73,7 +75,10 @@ def monitor_model():
         return resolve((params or {}).get("date"), events)
 
     def check_task(name: str):
-        @task(task_id=name)
+        # all_done: the checks run one after the other (each replaces its rows of the day's partition of
+        # monitoring.checks; concurrent Delta commits there would conflict), and one that crashes does
+        # not stop the next
+        @task(task_id=name, trigger_rule="all_done")
         def run(days: list[str]) -> list[dict]:
             from jobs.monitoring.checks import run_checks
 
@@ -81,14 +86,16 @@ def monitor_model():
 
         return run
 
-    @task(outlets=[MONITORING_CHECKS])
-    def raise_alerts(days: list[str], outlet_events=None) -> dict:
+    # all_done: a check that crashed must not silence the others' alerts; it is an alert itself
+    @task(outlets=[MONITORING_CHECKS], trigger_rule="all_done")
+    def raise_alerts(days: list[str], outlet_events=None, ti=None) -> dict:
         from airflow.providers.smtp.notifications.smtp import SmtpNotifier
         from airflow.sdk import get_current_context
 
         from jobs.monitoring.alerts import message, raise_alerts, recipients, retrain_reason
 
-        alerts = {day: raise_alerts(day) for day in days}
+        failed = [name for name in CHECKS if ti.xcom_pull(task_ids=name) is None]  # crashed: no result
+        alerts = {day: raise_alerts(day, failed_checks=failed) for day in days}
         mailed = []
         for day, rows in alerts.items():
             if rows and recipients():
@@ -106,7 +113,7 @@ def monitor_model():
 
     @task(outlets=[RETRAIN_REQUEST])
     def request_retraining(summary: dict, outlet_events=None) -> str:
-        from airflow.exceptions import AirflowSkipException
+        from airflow.sdk.exceptions import AirflowSkipException
 
         if not summary["retrain_reason"]:
             raise AirflowSkipException("no drift or performance alert: no retraining requested")
@@ -122,8 +129,9 @@ def monitor_model():
 
     days = days_to_check()
     checked = [check_task(name)(days) for name in CHECKS]
+    chain(*checked)
     summary = raise_alerts(days)
-    checked >> summary
+    checked[-1] >> summary
     request_retraining(summary)
     summary >> report(days)
 

@@ -54,8 +54,8 @@ def training_trigger(dag_run, events) -> str:
     requests = (events or {}).get(RETRAIN_REQUEST, [])
     if requests:
         return "retrain_request: " + "; ".join(str((e.extra or {}).get("reason", "?")) for e in requests)
-    run_type = str(getattr(dag_run, "run_type", "") or "")
-    return "schedule" if run_type.endswith("scheduled") else "manual"
+    run_type = getattr(dag_run, "run_type", None)
+    return "schedule" if getattr(run_type, "value", run_type) == "scheduled" else "manual"
 
 
 def _int(default: int, minimum: int, description: str) -> Param:

@@ -112,6 +112,7 @@ def compare(reference: dict, values) -> Drift:
     x, _ = _finite(values)
     n_ref = reference["n"]
     if reference["kind"] == "binary":
+        n_ref = n_ref * (1 - reference["missing"])  # p1 is a share of the finite values
         ones = float(np.isclose(x, 1.0).sum())
         p1 = ones / x.size if x.size else float("nan")
         ref_ones = reference["p1"] * n_ref

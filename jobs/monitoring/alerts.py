@@ -48,22 +48,41 @@ ALERTS = delta.TableSpec(
 # checks whose alerts ask for a retraining: the data or the world moved away from the training data
 RETRAIN_CHECKS = frozenset({"data_drift", "prediction_drift", "performance", "staleness"})
 SUMMARY_METRICS = frozenset({"drifted_features"})  # a drift check's verdict row (its features are in detail)
+DRIFT_CHECKS = frozenset({"data_drift"})  # checks whose per-feature rows roll up into a verdict row
 
 
-def raise_alerts(day: date | str, settings: Settings | None = None) -> list[dict]:
-    """Record the day's alerts (the ``alert`` rows of its checks) in ``monitoring.alerts``; return them."""
+def alert_rows(checks: pd.DataFrame) -> pd.DataFrame:
+    """The rows of a day's checks that are alerts. A drift check alerts through its verdict row only
+    (``drifted_features``, which names the features): one drifting feature is a warning, however
+    far it moved, until ``min_drifted_features`` of them do."""
+    failed = checks[checks["status"] == "alert"]
+    per_feature = failed["check_name"].isin(DRIFT_CHECKS) & ~failed["metric"].isin(SUMMARY_METRICS)
+    return failed[~per_feature]
+
+
+def raise_alerts(day: date | str, settings: Settings | None = None, failed_checks=()) -> list[dict]:
+    """Record the day's alerts (the ``alert`` rows of its checks, and one per check whose task failed:
+    ``failed_checks``) in ``monitoring.alerts``; return them."""
     settings = settings or get_settings()
     day = date.fromisoformat(str(day)[:10])
-    checks = read_checks(settings, day)
-    failed = checks[checks["status"] == "alert"]
-    # A drift check alerts once per source (its verdict row names the drifted features), not per feature.
-    verdicts = failed[failed["metric"].isin(SUMMARY_METRICS)]
-    covered = set(zip(verdicts["check_name"], verdicts["source"], strict=True))
-    keep = failed["metric"].isin(SUMMARY_METRICS) | ~pd.Series(
-        [(c, s) in covered for c, s in zip(failed["check_name"], failed["source"], strict=True)], index=failed.index
-    )
     now = datetime.now(UTC)
-    rows = [
+    broken = [
+        {
+            "alert_date": day,
+            "check_name": name,
+            "model_version": None,
+            "source": "monitoring",
+            "subject": name,
+            "metric": "check_failed",
+            "value": None,
+            "threshold": None,
+            "detail": "the check's task failed: its numbers for the day are missing (see its log)",
+            "retrain": False,
+            "raised_at": now,
+        }
+        for name in failed_checks
+    ]
+    rows = broken + [
         {
             "alert_date": day,
             "check_name": r.check_name,
@@ -77,7 +96,7 @@ def raise_alerts(day: date | str, settings: Settings | None = None) -> list[dict
             "retrain": r.check_name in RETRAIN_CHECKS,
             "raised_at": now,
         }
-        for r in failed[keep].itertuples()
+        for r in alert_rows(read_checks(settings, day)).itertuples()
     ]
     delta.overwrite_where(settings, ALERTS, pa.Table.from_pylist(rows, schema=ALERTS.schema), f"alert_date = '{day}'")
     log.info("monitoring %s: %d alert(s)", day, len(rows))
@@ -112,7 +131,10 @@ def message(day: date | str, alerts: list[dict]) -> tuple[str, str]:
         for a in alerts
     )
     head = "".join(f"<th>{h}</th>" for h in ("check", "source", "subject", "metric", "value", "threshold", "detail"))
-    return subject, f"<p>Monitoring of {day}:</p><table><tr>{head}</tr>{lines}</table>"
+    body = f"<p>Monitoring of {day}:</p><table><tr>{head}</tr>{lines}</table>"
+    # The notifier renders its fields as Jinja templates: no brace from the data may reach it
+    # (a landing column named "{{ ... }}" would be evaluated).
+    return subject, body.replace("{", "&#123;").replace("}", "&#125;")
 
 
 def recipients(settings: Settings | None = None) -> list[str]:

@@ -123,12 +123,26 @@ def batch_scores(settings: Settings, day: date) -> pd.DataFrame:
 
 
 def served(settings: Settings, day: date) -> pd.DataFrame:
-    """The day's served requests: score, model version, and the feature vector as columns."""
-    frame = _read(settings, "monitoring.prediction_log", ["score", "model_version", "features"], "served_date", day)
+    """The served requests for the day's transactions (by transaction time, so traffic around
+    midnight counts on its day): score, model version, and the feature vector as columns."""
+    from datetime import timedelta
+
+    from deltalake import DeltaTable
+
+    name = "monitoring.prediction_log"
+    columns = ["transaction_id", "tx_datetime", "score", "model_version", "features"]
+    frame = pd.DataFrame(columns=columns)
+    if delta.exists(settings, name):
+        around = [day - timedelta(days=1), day, day + timedelta(days=1)]
+        table = DeltaTable(str(delta.path(settings, name))).to_pyarrow_table(
+            columns=columns, filters=[("served_date", "in", around)]
+        )
+        frame = table.to_pandas()
+        frame = frame[pd.to_datetime(frame["tx_datetime"], utc=True).dt.date == day].reset_index(drop=True)
     if frame.empty:
-        return pd.DataFrame(columns=["score", "model_version", *FEATURE_NAMES])
+        return pd.DataFrame(columns=["transaction_id", "score", "model_version", *FEATURE_NAMES])
     vectors = pd.DataFrame([dict(f) for f in frame.pop("features")], index=frame.index)
-    return frame.join(vectors.reindex(columns=list(FEATURE_NAMES)))
+    return frame.drop(columns=["tx_datetime"]).join(vectors.reindex(columns=list(FEATURE_NAMES)))
 
 
 def day_version(settings: Settings, scores: pd.DataFrame) -> str | None:
@@ -148,12 +162,20 @@ def feature_drift_rows(reference: dict, frame: pd.DataFrame, source: str, cfg: d
         detail = f"{len(frame)} rows < min_rows {cfg['min_rows']}"
         return [Row(source, "*", "rows", float(len(frame)), float(cfg["min_rows"]), "skipped", detail)]
     drifted = []
+    excluded = set(cfg.get("exclude_features", []))
     for name in FEATURE_NAMES:
         ref = reference["features"].get(name)
+        if name in excluded:
+            rows.append(Row(source, name, "psi", None, None, "skipped", "excluded (monitoring.yaml)"))
+            continue
         if ref is None or name not in frame:
             rows.append(Row(source, name, "psi", None, None, "skipped", "not in the reference"))
             continue
         d = compare(ref, frame[name].to_numpy(dtype="float64", na_value=np.nan))
+        if d.n == 0:
+            rows.append(Row(source, name, "missing_share", 1.0, None, "alert", "no finite value that day"))
+            drifted.append(name)
+            continue
         if d.kind == "binary":
             significant = d.chi2_pvalue < cfg["chi2_pvalue"]
             change = level(d.p1_change, None, cfg["p1_change_alert"])
@@ -221,6 +243,8 @@ def prediction_drift(settings: Settings, day: date, version: str | None, cfg: di
     if mine.empty:
         return [Row("batch", "score", "rows", 0.0, None, "skipped", f"no scores of version {version}")]
     d = compare(ref, mine["score"].to_numpy(dtype="float64"))
+    if d.n == 0:  # every score NaN or infinite: numerical_stability alerts on it
+        return [Row("batch", "score", "finite_scores", 0.0, None, "skipped", "no finite score that day")]
     rows = [
         Row("batch", "score", "psi", d.psi, c["psi_alert"], level(d.psi, c["psi_warn"], c["psi_alert"])),
         Row("batch", "score", "ks_stat", d.ks_stat, None, "ok", f"p={d.ks_pvalue:.3g}"),
@@ -356,10 +380,10 @@ def landing_columns(path) -> list[str]:
     import csv
 
     if path.suffix == ".csv":
-        with open(path, encoding="utf-8", errors="replace", newline="") as f:
+        with open(path, encoding="utf-8-sig", errors="replace", newline="") as f:
             return [c.strip() for c in next(csv.reader([f.readline()]), [])]
     keys: dict[str, None] = {}
-    with open(path, encoding="utf-8", errors="replace") as f:
+    with open(path, encoding="utf-8-sig", errors="replace") as f:
         for _, line in zip(range(100), f, strict=False):
             try:
                 keys.update(dict.fromkeys(json.loads(line)))
@@ -371,6 +395,11 @@ def landing_columns(path) -> list[str]:
 def schema_change(columns: list[str], contract: list[str]) -> dict[str, list[str]]:
     """New and missing columns of a landing file against its contract (empty lists: no change)."""
     return {"new": [c for c in columns if c not in contract], "missing": [c for c in contract if c not in columns]}
+
+
+def _count(value) -> int:
+    """A row count from the ingestion log (null, NaN: 0)."""
+    return int(value) if value is not None and pd.notna(value) else 0
 
 
 def data_quality(settings: Settings, day: date, version: str | None, cfg: dict) -> list[Row]:
@@ -386,10 +415,11 @@ def data_quality(settings: Settings, day: date, version: str | None, cfg: dict) 
     rows = []
     for source in LANDING_SOURCES:
         attempt = opslog.latest_attempt(settings, source, day)
-        if attempt is None or not attempt.get("rows_read"):
-            rows.append(Row("landing", source, "rows_read", 0.0, None, "alert", "nothing ingested for the day"))
+        if attempt is None or attempt["status"] != opslog.SUCCEEDED or not _count(attempt.get("rows_read")):
+            why = "nothing ingested" if attempt is None else f"ingestion {attempt['status']}: {attempt.get('error')}"
+            rows.append(Row("landing", source, "rows_read", 0.0, None, "alert", why))
         else:
-            rate = attempt["rows_quarantined"] / attempt["rows_read"]
+            rate = _count(attempt["rows_quarantined"]) / _count(attempt["rows_read"])
             rows.append(
                 Row(
                     "landing",
@@ -402,13 +432,13 @@ def data_quality(settings: Settings, day: date, version: str | None, cfg: dict) 
             )
             window = [day - timedelta(days=i) for i in range(1, c["volume_window_days"] + 1)]
             history = [
-                a["rows_accepted"]
+                _count(a["rows_accepted"])
                 for a in opslog.latest_attempts(settings, source, window).values()
-                if a["rows_accepted"]
+                if a["status"] == opslog.SUCCEEDED and _count(a["rows_accepted"])
             ]
             if len(history) >= c["volume_min_days"]:
                 median = float(np.median(history))
-                accepted = attempt["rows_accepted"] or 0
+                accepted = _count(attempt["rows_accepted"])
                 ratio = max(accepted / median, median / accepted) if accepted else float("inf")
                 detail = json.dumps({"accepted": accepted, "median": median, "days": len(history)})
                 rows.append(
@@ -456,18 +486,17 @@ def skew_rows(batch: pd.DataFrame, served_rows: pd.DataFrame, cfg: dict) -> list
 
 def skew(settings: Settings, day: date, version: str | None, cfg: dict) -> list[Row]:
     """The day's served transactions (prediction log) against ``features.transaction_features``."""
-    log_rows = _read(settings, "monitoring.prediction_log", ["transaction_id", "features"], "served_date", day)
-    if log_rows.empty:
+    traffic = served(settings, day)
+    if traffic.empty:
         return [Row("served", "*", "matched_rows", 0.0, None, "skipped", "no served traffic that day")]
-    vectors = pd.DataFrame([dict(f) for f in log_rows["features"]]).reindex(columns=list(FEATURE_NAMES))
-    served_rows = pd.concat([log_rows[["transaction_id"]].reset_index(drop=True), vectors], axis=1)
-    served_rows = served_rows.drop_duplicates("transaction_id", keep="last")
+    served_rows = traffic[["transaction_id", *FEATURE_NAMES]].drop_duplicates("transaction_id", keep="last")
     batch = _read(settings, FEATURES_TABLE, ["transaction_id", *FEATURE_NAMES], "batch_date", day)
     return skew_rows(batch, served_rows, cfg["skew"])
 
 
 def staleness(settings: Settings, day: date, version: str | None, cfg: dict) -> list[Row]:
-    """Days from the version's training cutoff (the end of its test window) to the day."""
+    """Days from the version's training cutoff (the start of its test window: training labels are
+    those known then) to the day. A fresh version is already about a test window plus a maturity old."""
     from jobs.platform.tracking import Tag, mlflow_client
 
     c = cfg["staleness"]

@@ -50,6 +50,8 @@ def reference_sample(reference: dict, n: int = REFERENCE_SAMPLE, seed: int = 0) 
     for name, p in reference["features"].items():
         if p["kind"] == "binary":
             columns[name] = (rng.random(n) < p["p1"]).astype("float64")
+        elif "values" not in p and "percentiles" not in p:
+            continue  # no finite training value: nothing to draw
         elif "values" in p:
             shares = np.asarray(p["shares"])
             columns[name] = rng.choice(np.asarray(p["values"]), size=n, p=shares / shares.sum())

@@ -27,7 +27,15 @@ ALLOWED = {
     "release": {"config", "platform", "features", "evaluation"},
     "training": {"config", "platform", "features", "evaluation", "release"},
     "scoring": {"config", "platform", "features", "evaluation", "release"},
-    "monitoring": {"config", "platform", "features", "evaluation", "release", "scoring"},
+    "monitoring": {
+        "config",
+        "platform",
+        "data",
+        "features",
+        "evaluation",
+        "release",
+        "scoring",
+    },  # data: the landing contract
     # rolls a version out through the registry (release), judges it by the prediction log (scoring); the
     # Bento is tagged with the commit as training records it (training.context)
     "deployment": {"config", "platform", "features", "evaluation", "release", "scoring", "training"},

@@ -48,7 +48,7 @@ def test_each_asset_is_defined_once_and_shared(dagbag):
     assert dagbag.dags["data_pipeline"].get_task("materialize_online").outlets == [assets.ONLINE_STORE]
     # monitor_model runs on the scores; it emits the checks and, on a drift alert, the retrain request
     monitor = dagbag.dags["monitor_model"]
-    assert list(monitor.timetable.asset_condition.objects) == [assets.TRANSACTION_SCORES]
+    assert list(monitor.timetable.asset_condition.objects) == [assets.TRANSACTION_SCORES, assets.PREDICTION_LOG]
     assert monitor.get_task("raise_alerts").outlets == [assets.MONITORING_CHECKS]
     assert monitor.get_task("request_retraining").outlets == [assets.RETRAIN_REQUEST]
     # deploy_model runs on the champion Asset train_model's promote emits, and emits the deployed one
@@ -190,3 +190,21 @@ def test_train_model_shape(dagbag, settings):
     assert {"last_test_day", "train_days", "gap_days", "test_days", "n_folds", "n_trials"} <= set(dag.params)
     # training reads the pinned Delta versions with delta-rs: no task of train_model waits for the Spark slot
     assert all(t.pool != settings.airflow.spark_pool for t in dag.tasks)
+
+
+def test_train_model_says_why_it_runs():
+    """The trigger tagged on the MLflow run: a retrain request's reason, the weekly schedule, or a person."""
+    import importlib.util
+    from types import SimpleNamespace
+
+    import assets
+    from airflow.utils.types import DagRunType
+
+    spec = importlib.util.spec_from_file_location("train_model_dag_file", DAGS_DIR / "train_model.py")
+    dag_file = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(dag_file)
+    request = SimpleNamespace(extra={"reason": "2026-01-02: data_drift on batch: tx_amount, tx_during_night"})
+    reason = dag_file.training_trigger(None, {assets.RETRAIN_REQUEST: [request]})
+    assert reason == "retrain_request: 2026-01-02: data_drift on batch: tx_amount, tx_during_night"
+    assert dag_file.training_trigger(SimpleNamespace(run_type=DagRunType.SCHEDULED), {}) == "schedule"
+    assert dag_file.training_trigger(SimpleNamespace(run_type=DagRunType.MANUAL), None) == "manual"

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from jobs.monitoring.alerts import RETRAIN_CHECKS, message, retrain_reason
+import pandas as pd
+
+from jobs.monitoring.alerts import RETRAIN_CHECKS, alert_rows, message, retrain_reason
 from jobs.monitoring.checks import days_to_check, level, worst
 
 
@@ -44,6 +46,32 @@ def test_levels_and_the_worst_status():
 
 
 def test_the_mail_escapes_what_it_shows():
-    subject, body = message("2026-01-02", [_alert("data_drift", True, detail="<script>")])
+    subject, body = message(
+        "2026-01-02", [_alert("data_drift", True, detail="<script>{{ conn.smtp_default.password }}")]
+    )
     assert subject == "[fraud model] 1 monitoring alert(s) on 2026-01-02"
     assert "&lt;script&gt;" in body and "<script>" not in body
+    assert "{" not in body and "}" not in body  # the notifier renders it as a Jinja template
+
+
+def _check(check, metric, status, subject="*"):
+    return {"check_name": check, "source": "batch", "subject": subject, "metric": metric, "status": status}
+
+
+def test_one_drifting_feature_is_a_warning_and_a_drift_alerts_once():
+    one = pd.DataFrame(
+        [
+            _check("data_drift", "psi", "alert", "tx_amount"),
+            _check("data_drift", "drifted_features", "warn"),
+            _check("numerical_stability", "bad_score_share", "alert", "score"),
+        ]
+    )
+    assert list(alert_rows(one)["check_name"]) == ["numerical_stability"]
+    two = pd.DataFrame(
+        [
+            _check("data_drift", "psi", "alert", "tx_amount"),
+            _check("data_drift", "ks_stat", "alert", "customer_nb_tx_7d"),
+            _check("data_drift", "drifted_features", "alert"),
+        ]
+    )
+    assert alert_rows(two)[["check_name", "metric"]].values.tolist() == [["data_drift", "drifted_features"]]

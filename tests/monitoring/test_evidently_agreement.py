@@ -7,60 +7,57 @@ import pandas as pd
 import pytest
 
 from jobs.config import get_settings, load_monitoring_config
-from jobs.evaluation.profile import build_reference, compare
+from jobs.evaluation.profile import build_reference
+from jobs.monitoring.checks import feature_drift_rows
 from jobs.monitoring.report import evidently_drift, evidently_verdicts, reference_sample
 
 
 @pytest.fixture(scope="module")
 def world():
-    """A reference and a current sample: some columns unchanged, some clearly shifted."""
+    """A reference and a current sample of real feature columns: some unchanged, some clearly shifted."""
     rng = np.random.default_rng(11)
     n_ref, n_cur = 20_000, 6_000
 
     def sample(n, shift):
         return pd.DataFrame(
             {
-                "amount": rng.lognormal(3 + (0.5 if shift else 0), 1, n),
-                "count_7d": rng.poisson(4 + (3 if shift else 0), n).astype(float),
-                "ratio": rng.gamma(2, 0.5, n),
-                "night": (rng.random(n) < (0.45 if shift else 0.2)).astype(float),
-                "weekend": (rng.random(n) < 0.28).astype(float),
+                "tx_amount": rng.lognormal(3 + (0.5 if shift else 0), 1, n),
+                "customer_nb_tx_7d": rng.poisson(4 + (3 if shift else 0), n).astype(float),
+                "customer_amount_ratio_30d": rng.gamma(2, 0.5, n),
+                "terminal_risk_7d": rng.beta(0.5, 20, n),
+                "tx_during_night": (rng.random(n) < (0.45 if shift else 0.2)).astype(float),
             }
         )
 
     reference = sample(n_ref, shift=False)
     current = sample(n_cur, shift=False)
     shifted = current.copy()
-    shifted[["amount", "count_7d", "night"]] = sample(n_cur, shift=True)[["amount", "count_7d", "night"]]
+    moved = ["tx_amount", "customer_nb_tx_7d", "tx_during_night"]
+    shifted[moved] = sample(n_cur, shift=True)[moved]
     return reference, current, shifted
 
 
-def _ours(reference: pd.DataFrame, current: pd.DataFrame, cfg: dict) -> dict[str, bool]:
-    profile = build_reference(reference, np.zeros(1), None, list(reference.columns))
-    verdicts = {}
-    for column, p in profile["features"].items():
-        d = compare(p, current[column].to_numpy())
-        if d.kind == "binary":
-            verdicts[column] = d.chi2_pvalue < cfg["chi2_pvalue"] and d.p1_change >= cfg["p1_change_alert"]
-        else:
-            verdicts[column] = d.psi >= cfg["psi_alert"] or (
-                d.ks_stat >= cfg["ks_stat_alert"] and d.ks_pvalue < cfg["ks_pvalue"]
-            )
-    return verdicts
+def _alert_path(profile: dict, current: pd.DataFrame, cfg: dict) -> dict[str, bool]:
+    """Per feature: does the alerts' check (``feature_drift_rows``) flag it?"""
+    rows = feature_drift_rows(profile, current, "batch", cfg)
+    return {c: any(r.subject == c and r.status == "alert" for r in rows) for c in current.columns}
 
 
 @pytest.mark.parametrize("case", ["same world", "shifted"])
-def test_numpy_checks_and_evidently_agree(world, case):
+def test_the_alert_path_and_the_evidently_report_agree(world, case):
+    """The check that raises alerts, and Evidently's report as the daily report builds it (against a
+    sample drawn from the same profile), flag the same features."""
     cfg = load_monitoring_config(get_settings())["data_drift"]
     reference, current, shifted = world
     data = current if case == "same world" else shifted
-    ours = _ours(reference, data, cfg)
+    profile = build_reference(reference, np.zeros(1), None, list(reference.columns))
+    ours = _alert_path(profile, data, cfg)
+    sample = reference_sample(profile)[list(reference.columns)]
     theirs = {
-        c: v["drift"]
-        for c, v in evidently_verdicts(evidently_drift(reference, data, ["night", "weekend"], cfg)).items()
+        c: v["drift"] for c, v in evidently_verdicts(evidently_drift(sample, data, ["tx_during_night"], cfg)).items()
     }
     assert ours == theirs
-    expected = set() if case == "same world" else {"amount", "count_7d", "night"}
+    expected = set() if case == "same world" else {"tx_amount", "customer_nb_tx_7d", "tx_during_night"}
     assert {c for c, drift in ours.items() if drift} == expected
 
 
@@ -71,6 +68,7 @@ def test_the_report_reference_is_drawn_from_the_profile(world):
     profile = build_reference(reference, np.zeros(1), None, list(reference.columns))
     sample = reference_sample(profile, n=20_000)
     assert list(sample.columns) == list(reference.columns)
-    assert sample["night"].mean() == pytest.approx(reference["night"].mean(), abs=0.01)
-    verdicts = evidently_verdicts(evidently_drift(sample, current, ["night", "weekend"], cfg))
+    assert sample["tx_during_night"].mean() == pytest.approx(reference["tx_during_night"].mean(), abs=0.01)
+    assert set(sample["customer_nb_tx_7d"].unique()) <= set(reference["customer_nb_tx_7d"].unique())
+    verdicts = evidently_verdicts(evidently_drift(sample, current, ["tx_during_night"], cfg))
     assert not any(v["drift"] for v in verdicts.values()), verdicts
