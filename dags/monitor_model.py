@@ -19,7 +19,8 @@ then ``raise_alerts`` writes the day's alerts to ``monitoring.alerts`` and mails
 (Evidently's drift report and the checks' trends) and logs it to the champion's MLflow run (the task
 log names both), and ``request_retraining`` emits the
 ``monitoring.retrain_request`` Asset with the reason when a drift, performance or staleness alert asks for a
-new model: ``train_model`` runs on it. With no such alert it is skipped and emits nothing.
+new model: ``train_model`` runs on it. With no such alert, or within the retraining cooldown after the
+newest version's training (``retraining.cooldown_days``), it is skipped and emits nothing.
 Thresholds: ``jobs/conf/monitoring.yaml``. No JVM: everything reads Delta with delta-rs.
 """
 
@@ -115,8 +116,13 @@ def monitor_model():
     def request_retraining(summary: dict, outlet_events=None) -> str:
         from airflow.sdk.exceptions import AirflowSkipException
 
+        from jobs.monitoring.alerts import retrain_cooldown
+
         if not summary["retrain_reason"]:
             raise AirflowSkipException("no drift or performance alert: no retraining requested")
+        held = retrain_cooldown(max(summary["alerts"]))
+        if held:
+            raise AirflowSkipException(f"retraining requested ({summary['retrain_reason']}) but {held}")
         outlet_events[RETRAIN_REQUEST].extra = {"reason": summary["retrain_reason"]}
         return summary["retrain_reason"]
 

@@ -43,6 +43,7 @@ MAX_REPORT_DELAY_DAYS = 7
 TERMINAL_COMPROMISE_DAYS = 28
 CUSTOMER_COMPROMISE_DAYS = 14
 DRIFT_SCENARIOS = ("new_fraud_pattern", "amount_shift", "new_terminals")
+CARD_TESTING_SHARE = 0.08  # new_fraud_pattern: share of the cards probed each day
 SEGMENTS = np.array(["budget", "standard", "premium"])
 MERCHANT_CATEGORIES = np.array(
     ["grocery", "fuel", "restaurant", "electronics", "travel", "fashion", "online_services", "pharmacy"]
@@ -188,6 +189,25 @@ def _compromised(cfg: SimulationConfig, day: date, stream: int, per_day: int, du
     return np.unique(np.concatenate(drawn))
 
 
+def card_testing_wave(cfg: SimulationConfig, day: date, n_terminals: int):
+    """The ``new_fraud_pattern`` drift: a card-testing ring probing stolen cards.
+
+    Each day ``CARD_TESTING_SHARE`` of the cards get 4 to 8 payments of 0.50 to 3.00 between midnight
+    and 6 am, at terminals drawn at random. A wave the size of a real card-testing attack: it adds
+    about a quarter to the day's transactions, so the inputs move (amounts, night share, the cards'
+    daily counts), and a model trained before it has never seen such frauds.
+    Returns customer ids, seconds of the day, terminal ids and amounts.
+    """
+    rng = _rng(cfg, day, _STREAM_DRIFT)
+    n_cards = max(1, round(CARD_TESTING_SHARE * cfg.n_customers))
+    cards = rng.choice(cfg.n_customers, size=min(n_cards, cfg.n_customers), replace=False)
+    cust = np.repeat(cards, rng.integers(4, 9, size=len(cards)))
+    seconds = rng.integers(0, 6 * 3600, size=len(cust))
+    terminal = rng.integers(0, n_terminals, size=len(cust))
+    amount = np.round(rng.uniform(0.5, 3.0, size=len(cust)), 2)
+    return cust, seconds, terminal, amount
+
+
 def simulate_day(cfg: SimulationConfig, pop: Population, day: date) -> pd.DataFrame:
     """All transactions of ``day``, sorted by time, with ground truth and the report schedule.
 
@@ -226,14 +246,12 @@ def simulate_day(cfg: SimulationConfig, pop: Population, day: date) -> pd.DataFr
     scenario[third] = 3
 
     if cfg.drift_active("new_fraud_pattern", day):
-        # Card testing: 5 customers a day get 3 tiny night-time payments at random terminals.
-        drng = _rng(cfg, day, _STREAM_DRIFT)
-        victims = np.repeat(drng.choice(cfg.n_customers, size=min(5, cfg.n_customers), replace=False), 3)
-        cust = np.concatenate([cust, victims])
-        seconds = np.concatenate([seconds, drng.integers(0, 6 * 3600, size=len(victims))])
-        terminal = np.concatenate([terminal, drng.integers(0, n_terms, size=len(victims))])
-        amount = np.concatenate([amount, np.round(drng.uniform(0.5, 3.0, size=len(victims)), 2)])
-        scenario = np.concatenate([scenario, np.full(len(victims), 4, dtype=np.int8)])
+        w_cust, w_seconds, w_terminal, w_amount = card_testing_wave(cfg, day, n_terms)
+        cust = np.concatenate([cust, w_cust])
+        seconds = np.concatenate([seconds, w_seconds])
+        terminal = np.concatenate([terminal, w_terminal])
+        amount = np.concatenate([amount, w_amount])
+        scenario = np.concatenate([scenario, np.full(len(w_cust), 4, dtype=np.int8)])
 
     order = np.lexsort((cust, seconds))
     cust, seconds, terminal, amount, scenario = (

@@ -4,7 +4,8 @@ The suite is derived from the feature registry, so a new feature is checked as s
 declared: every feature non-null, within its range (counts, shares, flags, amounts), one row per
 transaction, the current feature-set version, and as many rows as the day's accepted transactions
 in ``bronze.transactions``. A failing check raises :class:`FeatureValidationError` (the DAG task
-fails and the Asset is not updated); the summary lists each expectation's outcome.
+fails and the Asset is not updated); the summary lists each expectation's outcome. Each outcome is
+also recorded in ``ops.feature_validation`` (one row per day), which monitoring's data-quality check reads.
 """
 
 from __future__ import annotations
@@ -25,6 +26,58 @@ log = logging.getLogger(__name__)
 
 class FeatureValidationError(RuntimeError):
     """The day's features broke at least one expectation."""
+
+
+VALIDATION_TABLE = "ops.feature_validation"
+
+
+def _spec():
+    import pyarrow as pa
+
+    from jobs.platform import delta
+
+    return delta.TableSpec(
+        VALIDATION_TABLE,
+        pa.schema(
+            [
+                pa.field("batch_date", pa.date32(), nullable=False),
+                pa.field("rows", pa.int64()),
+                pa.field("expectations", pa.int64()),
+                pa.field("failed", pa.int64()),
+                pa.field("failed_rules", pa.string()),  # JSON: rule -> its outcome
+                pa.field("validated_at", pa.timestamp("us", tz="UTC"), nullable=False),
+            ]
+        ),
+        ("batch_date",),
+    )
+
+
+def record_validation(settings: Settings, day: date, summary: dict, failed: dict) -> None:
+    """The day's latest outcome in ``ops.feature_validation`` (one row per day; monitoring reads it)."""
+    from datetime import UTC, datetime
+
+    import pyarrow as pa
+
+    from jobs.platform import delta
+
+    spec = _spec()
+    row = {
+        "batch_date": day,
+        "rows": summary["rows"],
+        "expectations": len(summary["rules"]),
+        "failed": len(failed),
+        "failed_rules": json.dumps(failed, default=str) if failed else None,
+        "validated_at": datetime.now(UTC),
+    }
+    delta.overwrite_where(settings, spec, pa.Table.from_pylist([row], schema=spec.schema), f"batch_date = '{day}'")
+
+
+def read_validation(settings: Settings, day: date) -> dict | None:
+    """The day's recorded outcome (None: the day's features were never validated, e.g. backfilled)."""
+    from jobs.platform import delta
+
+    frame = delta.read(settings, _spec(), filters=[("batch_date", "=", day)]).to_pandas()
+    return None if frame.empty else frame.iloc[-1].to_dict()
 
 
 def _range(name: str) -> tuple[float | None, float | None]:
@@ -106,12 +159,14 @@ def validate_feature_partition(day: date | str, settings: Settings | None = None
     from jobs.platform.spark import get_spark
 
     day = date.fromisoformat(day) if isinstance(day, str) else day
-    spark = get_spark(settings or get_settings(), app_name="feature-validation")
+    settings = settings or get_settings()
+    spark = get_spark(settings, app_name="feature-validation")
     accepted = spark.table("bronze.transactions").where(F.col("batch_date") == F.lit(day)).count()
     frame = spark.table(FEATURES_TABLE).where(F.col("batch_date") == F.lit(day)).toPandas()
     summary = validate_frame(frame, accepted)
     summary["batch_date"] = day.isoformat()
     failed = {k: v for k, v in summary["rules"].items() if not v["success"]}
+    record_validation(settings, day, summary, failed)
     if failed:
         raise FeatureValidationError(
             f"features of {day} failed {len(failed)} expectation(s): {json.dumps(failed, default=str)}"

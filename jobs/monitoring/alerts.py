@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import html
 import logging
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import pandas as pd
 import pyarrow as pa
@@ -111,6 +111,44 @@ def retrain_reason(alerts: list[dict]) -> str | None:
         if a["retrain"]
     ]
     return "; ".join(reasons) or None
+
+
+def retrain_cooldown(day: date | str, settings: Settings | None = None) -> str | None:
+    """Why a retraining request of ``day`` is held back (None: it may go).
+
+    While a drift lasts it alerts every day; each request would train a model on one more day of
+    data. A request is held while the newest registered version (champion or not: a rejected one
+    counts, it saw the same data) has labels as of less than ``retraining.cooldown_days`` before
+    ``day``. Alerts are raised and mailed all the same.
+    """
+    from jobs.config import load_monitoring_config
+    from jobs.platform.tracking import Tag, mlflow_client
+
+    settings = settings or get_settings()
+    day = date.fromisoformat(str(day)[:10])
+    cooldown = int(load_monitoring_config(settings).get("retraining", {}).get("cooldown_days", 0))
+    if cooldown <= 0:
+        return None
+    name = settings.mlflow.model_name
+    try:
+        versions = mlflow_client(settings).search_model_versions(f"name = '{name}'")
+    except Exception:  # no registered model yet: nothing to wait for
+        return None
+    trained = [
+        (date.fromisoformat(v.tags[Tag.WINDOW_LABEL_AS_OF][:10]), v.version)
+        for v in versions
+        if v.tags.get(Tag.WINDOW_LABEL_AS_OF)
+    ]
+    if not trained:
+        return None
+    as_of, version = max(trained)
+    age = (day - as_of).days + 1  # label_as_of is the day after the data's last day
+    if age < cooldown:
+        return (
+            f"held: version {version} was trained on data up to {as_of - timedelta(days=1)} "
+            f"({age} day(s) before {day}; retraining cooldown {cooldown} days)"
+        )
+    return None
 
 
 def read_alerts(settings: Settings | None = None, day: date | None = None) -> pd.DataFrame:

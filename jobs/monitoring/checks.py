@@ -392,9 +392,36 @@ def landing_columns(path) -> list[str]:
     return list(keys)
 
 
-def schema_change(columns: list[str], contract: list[str]) -> dict[str, list[str]]:
-    """New and missing columns of a landing file against its contract (empty lists: no change)."""
-    return {"new": [c for c in columns if c not in contract], "missing": [c for c in contract if c not in columns]}
+TYPE_RULE_SUFFIXES = ("_is_numeric", "_parsable", "_well_formed")  # the suites' rules on a column's type
+
+
+def retyped_columns(validation_summary: str | None, columns: list[str], share: float) -> dict[str, float]:
+    """Columns whose type rules (numeric, parsable timestamp, id pattern) failed on at least ``share``
+    of the rows the ingestion validated: the column is there, but no longer of its type."""
+    try:
+        summary = json.loads(validation_summary or "{}")
+    except ValueError:
+        return {}
+    n, rules = summary.get("rows") or 0, summary.get("rules") or {}
+    if not n:
+        return {}
+    out = {}
+    for column in columns:
+        failed = max((rules.get(column + suffix) or 0 for suffix in TYPE_RULE_SUFFIXES), default=0)
+        if failed / n >= share:
+            out[column] = round(failed / n, 4)
+    return out
+
+
+def schema_change(
+    columns: list[str], contract: list[str], retyped: dict[str, float] | None = None
+) -> dict[str, list[str]]:
+    """New, missing and retyped columns of a landing file against its contract (empty lists: no change)."""
+    return {
+        "new": [c for c in columns if c not in contract],
+        "missing": [c for c in contract if c not in columns],
+        "retyped": sorted(retyped or {}),
+    }
 
 
 def _count(value) -> int:
@@ -404,7 +431,8 @@ def _count(value) -> int:
 
 def data_quality(settings: Settings, day: date, version: str | None, cfg: dict) -> list[Row]:
     """Per landing source: the quarantine rate, the volume against the trailing median, and a change of
-    the landing schema (a new or missing column, against the contract's suite) as its own alert."""
+    the landing schema (a new, missing or retyped column, against the contract's suite) as its own
+    alert; and the day's feature validation (``ops.feature_validation``)."""
     from datetime import timedelta
 
     from jobs.data.contract import record_rules
@@ -454,12 +482,40 @@ def data_quality(settings: Settings, day: date, version: str | None, cfg: dict) 
                 )
         path = settings.storage.landing_file(source, day)
         if path is not None:
-            change = schema_change(landing_columns(path), list(record_rules(source).required))
-            n = len(change["new"]) + len(change["missing"])
+            contract = list(record_rules(source).required)
+            retyped = (
+                retyped_columns(attempt.get("validation_summary"), contract, c["retyped_share"])
+                if attempt is not None and attempt["status"] == opslog.SUCCEEDED
+                else {}
+            )
+            change = schema_change(landing_columns(path), contract, retyped)
+            n = len(change["new"]) + len(change["missing"]) + len(change["retyped"])
             rows.append(
                 Row("landing", source, "schema_change", float(n), 0.0, "alert" if n else "ok", json.dumps(change))
             )
+    rows.append(_feature_validation_row(settings, day))
     return rows
+
+
+def _feature_validation_row(settings: Settings, day: date) -> Row:
+    from jobs.features.validate import read_validation
+
+    outcome = read_validation(settings, day)
+    if outcome is None:
+        return Row("features", "transaction_features", "failed_expectations", None, 0.0, "skipped", "not validated")
+    failed = int(outcome["failed"])
+    detail = outcome["failed_rules"] or json.dumps(
+        {"rows": int(outcome["rows"]), "expectations": int(outcome["expectations"])}
+    )
+    return Row(
+        "features",
+        "transaction_features",
+        "failed_expectations",
+        float(failed),
+        0.0,
+        "alert" if failed else "ok",
+        detail,
+    )
 
 
 def skew_rows(batch: pd.DataFrame, served_rows: pd.DataFrame, cfg: dict) -> list[Row]:

@@ -180,6 +180,13 @@ def test_a_feature_validation_failure_stops_the_line(pipeline_days, settings, sp
         assert run.state == "failed", states
         assert (states["build_features"], states["validate_features"]) == ("success", "failed")
         assert _feature_asset_events(run) == 0
+        # the failure is recorded, and monitoring's data-quality check alerts on it
+        from jobs.config import load_monitoring_config
+        from jobs.monitoring.checks import data_quality
+
+        checks = {(r.source, r.metric): r for r in data_quality(settings, day, None, load_monitoring_config(settings))}
+        failed = checks[("features", "failed_expectations")]
+        assert failed.status == "alert" and failed.value >= 1 and "tx_amount" in failed.detail, failed
     finally:  # the session's lakehouse is shared: put the day back as it was
         spark.sql(f"UPDATE marts.fct_transactions SET tx_amount = {victim['tx_amount']} WHERE {where}")
         build_features(day, settings=settings)

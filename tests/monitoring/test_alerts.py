@@ -75,3 +75,38 @@ def test_one_drifting_feature_is_a_warning_and_a_drift_alerts_once():
         ]
     )
     assert alert_rows(two)[["check_name", "metric"]].values.tolist() == [["data_drift", "drifted_features"]]
+
+
+def test_a_retraining_request_is_held_while_the_newest_version_is_fresh(tmp_path, monkeypatch):
+    """The cooldown reads the registry: the newest version's labels-as-of day decides, promoted or not."""
+    from datetime import date
+
+    import yaml
+
+    from jobs.config import get_settings, load_monitoring_config
+    from jobs.monitoring.alerts import retrain_cooldown
+    from jobs.platform.tracking import Tag, mlflow_client
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    get_settings.cache_clear()
+    try:
+        s = get_settings()
+        day = date(2026, 3, 10)
+        assert retrain_cooldown(day, s) is None  # no registered model yet
+        client = mlflow_client(s)
+        client.create_registered_model(s.mlflow.model_name)
+        for as_of in ("2026-03-01T00:00:00", "2026-03-09T00:00:00"):  # trained on data up to Feb 28 / Mar 8
+            client.create_model_version(s.mlflow.model_name, str(tmp_path), tags={Tag.WINDOW_LABEL_AS_OF: as_of})
+        held = retrain_cooldown(day, s)
+        assert held and "version 2" in held and "2026-03-08" in held
+        assert retrain_cooldown(date(2026, 3, 11), s) is None  # 3 days later: the cooldown is over
+        cfg = load_monitoring_config(s)
+        cfg["retraining"]["cooldown_days"] = 0
+        (tmp_path / "monitoring.yaml").write_text(yaml.safe_dump(cfg))
+        monkeypatch.setenv("PIPELINE_MONITORING_CONFIG", str(tmp_path / "monitoring.yaml"))
+        get_settings.cache_clear()
+        assert retrain_cooldown(day, get_settings()) is None
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()
+        mlflow_client(get_settings())  # MLflow's global URIs back on the session's store

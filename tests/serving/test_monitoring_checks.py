@@ -109,34 +109,92 @@ class _Inbox:
         return "250 OK"
 
 
-def test_monitor_model_dag_mails_alerts_and_requests_a_retraining(
-    load_dag, airflow_db, champion, serving_settings, tmp_path, monkeypatch
+def _with_card_testing(spark, history_cfg, day, settings, copy_settings) -> int:
+    """Day ``day`` of a copy of the lakehouse as if the simulator's card-testing wave
+    (``new_fraud_pattern``) had started that day: the wave's transactions are added to the day's
+    rows and the day's features recomputed by the feature job's own code (``compute_features``),
+    then written to the copy's ``features.transaction_features``. Returns the wave's size."""
+    import dataclasses
+
+    import pandas as pd
+    from deltalake import DeltaTable, write_deltalake
+    from pyspark.sql import functions as F
+
+    from jobs.data.simulate import card_testing_wave
+    from jobs.features.build import FEATURES_TABLE, SOURCE_TABLE, compute_features
+    from jobs.features.registry import lookback_days
+    from jobs.platform import delta
+
+    cfg = dataclasses.replace(history_cfg, drift="new_fraud_pattern", drift_start=day)
+    cust, seconds, terminal, amount = card_testing_wave(cfg, day, cfg.n_terminals)
+    delay = settings.features.label_delay_days
+    start = pd.Timestamp(day)
+    lo = start - pd.Timedelta(days=lookback_days(delay))
+    history = (
+        spark.table(SOURCE_TABLE)
+        .where((F.col("tx_datetime") > F.lit(lo.to_pydatetime())) & (F.col("batch_date") <= F.lit(day)))
+        .select(
+            "transaction_id", "tx_datetime", "customer_id", "terminal_id", "tx_amount", "report_known_at", "batch_date"
+        )
+        .withColumn("is_target", F.col("batch_date") == F.lit(day))
+    )
+    wave = pd.DataFrame(
+        {
+            "transaction_id": [f"{day:%Y%m%d}9{i:07d}" for i in range(len(cust))],
+            "tx_datetime": start + pd.to_timedelta(seconds, unit="s"),
+            "customer_id": cust.astype(str),
+            "terminal_id": terminal.astype(str),
+            "tx_amount": amount,
+            "report_known_at": pd.NaT,
+            "batch_date": day,
+            "is_target": True,
+        }
+    )
+    wave_df = spark.createDataFrame(wave).select(*[F.col(f.name).cast(f.dataType) for f in history.schema.fields])
+    features = compute_features(history.unionByName(wave_df), delay).where(F.col("batch_date") == F.lit(day))
+    path = str(delta.path(copy_settings, FEATURES_TABLE))
+    stored = DeltaTable(path).to_pyarrow_table(filters=[("batch_date", "=", day)])
+    frame = features.toPandas()
+    frame["feature_set_version"] = stored.column("feature_set_version")[0].as_py()
+    frame["computed_at"] = pd.Timestamp.now(tz="UTC")
+    table = pa.Table.from_pandas(frame[stored.schema.names], preserve_index=False).cast(stored.schema)
+    assert table.num_rows == stored.num_rows + len(wave)
+    write_deltalake(path, table, mode="overwrite", predicate=f"batch_date = '{day}'")
+    return len(wave)
+
+
+def test_monitor_model_flags_a_card_testing_wave_mails_it_and_requests_a_retraining(
+    load_dag, airflow_db, champion, serving_settings, history_backfill, spark, tmp_path, monkeypatch
 ):
-    """dag.test() on two days: checks recorded, alerts in monitoring.alerts and at the local SMTP
-    receiver, and the retrain request emitted with its reason (thresholds lowered so drift alerts)."""
+    """The drift scenario, small, through dag.test(): a copy of the lakehouse where the simulator's
+    card-testing wave (new_fraud_pattern) starts on the replayed day. The day before has no wave;
+    on the wave's day the data drift alerts on the features it moves (at the thresholds as shipped),
+    the alert reaches the local SMTP receiver, ``monitoring.retrain_request`` is emitted with the
+    reason (an Asset event in Airflow's DB), and the day's report is logged to the champion's run."""
+    import email
+    import shutil
     import socket
 
-    import yaml
     from aiosmtpd.controller import Controller
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
 
     from jobs.config import get_settings
     from jobs.monitoring.alerts import read_alerts
+    from jobs.platform.tracking import mlflow_client
     from jobs.scoring.batch import score_day
 
-    days = [REPLAY_DAY.fromordinal(REPLAY_DAY.toordinal() - 1), REPLAY_DAY]
-    for day in days:
-        score_day(day, serving_settings)
-    strict = load_monitoring_config(serving_settings)
-    strict["data_drift"].update(psi_warn=0.0, psi_alert=0.001, min_drifted_features=1)  # any shift is drift
-    config = tmp_path / "monitoring.yaml"
-    config.write_text(yaml.safe_dump(strict))
+    clean_day, wave_day = REPLAY_DAY.fromordinal(REPLAY_DAY.toordinal() - 1), REPLAY_DAY
+    copy_dir = tmp_path / "data"
+    shutil.copytree(serving_settings.storage.data_dir, copy_dir, ignore=shutil.ignore_patterns("training", "mlflow"))
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     inbox = _Inbox()
     controller = Controller(inbox, hostname="127.0.0.1", port=port)
     controller.start()
-    monkeypatch.setenv("PIPELINE_MONITORING_CONFIG", str(config))
+    monkeypatch.setenv("PIPELINE_DATA_DIR", str(copy_dir))
     monkeypatch.setenv("PIPELINE_ALERT_EMAIL", "fraud-ops@example.com")
     monkeypatch.setenv(
         "AIRFLOW_CONN_SMTP_DEFAULT",
@@ -144,35 +202,54 @@ def test_monitor_model_dag_mails_alerts_and_requests_a_retraining(
     )
     get_settings.cache_clear()
     try:
+        copy_settings = get_settings()
+        wave = _with_card_testing(spark, history_backfill[0], wave_day, serving_settings, copy_settings)
+        for day in (clean_day, wave_day):
+            score_day(day, copy_settings)
         dag = load_dag("monitor_model")
-        for day in days:
+        drifted, requests = {}, {}
+        for day in (clean_day, wave_day):
             run = dag.test(run_conf={"date": day.isoformat()})
             states = {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
-            assert set(states.values()) == {"success"}, states
+            assert {k: v for k, v in states.items() if k != "request_retraining"} == dict.fromkeys(
+                set(states) - {"request_retraining"}, "success"
+            ), states
+            checks = read_checks(copy_settings, day)
+            assert set(checks["check_name"]) == set(CHECK_FUNCTIONS)
+            verdict = checks[(checks["metric"] == "drifted_features") & (checks["source"] == "batch")].iloc[0]
+            drifted[day] = (verdict["status"], set(filter(None, (verdict["detail"] or "").split(", "))))
             request = next(ti for ti in run.get_task_instances() if ti.task_id == "request_retraining")
-            assert "data_drift on batch" in request.xcom_pull(task_ids="request_retraining")
-            alerts = read_alerts(get_settings(), day)
-            assert len(alerts) >= 1 and alerts["retrain"].any()
-            assert set(read_checks(get_settings(), day)["check_name"]) == set(CHECK_FUNCTIONS)
+            requests[day] = (
+                request.xcom_pull(task_ids="request_retraining") if str(request.state) == "success" else None
+            )
+        moved = {"tx_amount", "tx_during_night", "customer_amount_ratio_30d"}
+        assert not moved & drifted[clean_day][1], drifted[clean_day]
+        assert drifted[wave_day][0] == "alert" and moved <= drifted[wave_day][1], (wave, drifted[wave_day])
+        assert requests[wave_day].startswith(f"{wave_day}: ") and "data_drift on batch" in requests[wave_day]
+        alerts = read_alerts(copy_settings, wave_day)
+        assert alerts["retrain"].any() and (alerts["check_name"] == "data_drift").any()
+        with create_session() as session:
+            events = session.scalars(
+                select(AssetEvent)
+                .join(AssetModel, AssetEvent.asset_id == AssetModel.id)
+                .where(AssetModel.name == "monitoring.retrain_request")
+            ).all()
+        assert any((e.extra or {}).get("reason") == requests[wave_day] for e in events)
         # the day's report: Evidently's drift page and the trends, logged to the champion's run
-        from jobs.platform.tracking import mlflow_client
-
-        client = mlflow_client(get_settings())
-        run_id = client.get_model_version(get_settings().mlflow.model_name, champion["version"]).run_id
-        logged = {f.path for f in client.list_artifacts(run_id, f"monitoring/{days[-1]}")}
-        assert logged == {f"monitoring/{days[-1]}/index.html", f"monitoring/{days[-1]}/drift.html"}
-        page = (get_settings().storage.data_dir / "monitoring" / "reports" / str(days[-1]) / "index.html").read_text()
+        client = mlflow_client(copy_settings)
+        run_id = client.get_model_version(copy_settings.mlflow.model_name, champion["version"]).run_id
+        logged = {f.path for f in client.list_artifacts(run_id, f"monitoring/{wave_day}")}
+        assert logged == {f"monitoring/{wave_day}/index.html", f"monitoring/{wave_day}/drift.html"}
+        page = (copy_dir / "monitoring" / "reports" / str(wave_day) / "index.html").read_text()
         assert "Evidently drift report" in page and "Drifted features (batch)" in page and "<img" in page
     finally:
         controller.stop()
         get_settings.cache_clear()
-    import email
-
-    mails = [email.message_from_string(m) for m in inbox.messages]
-    assert [m["Subject"].endswith(f"on {day}") for m, day in zip(mails, days, strict=True)] == [True, True]
-    assert all(m["To"] == "fraud-ops@example.com" for m in mails)
-    body = next(p for p in mails[0].walk() if p.get_content_type() == "text/html").get_payload(decode=True).decode()
-    assert "drifted_features" in body and "data_drift" in body
+    mails = {m["Subject"]: m for m in map(email.message_from_string, inbox.messages)}
+    mail = next(m for subject, m in mails.items() if subject.endswith(f"on {wave_day}"))
+    assert mail["To"] == "fraud-ops@example.com"
+    body = next(p for p in mail.walk() if p.get_content_type() == "text/html").get_payload(decode=True).decode()
+    assert "drifted_features" in body and "tx_during_night" in body
 
 
 def test_delayed_label_performance_equals_the_evaluation_modules_and_flags_concept_drift(serving_settings, champion):
@@ -262,7 +339,50 @@ def test_a_renamed_landing_column_alerts(serving_settings, champion):
         assert "amount" in landing_columns(target)
         rows = {(r.subject, r.metric): r for r in data_quality(s, day, None, cfg)}
         change = rows[("transactions", "schema_change")]
-        assert change.status == "alert" and json.loads(change.detail) == {"new": ["amount"], "missing": ["tx_amount"]}
-        assert schema_change(["a", "b"], ["a", "b"]) == {"new": [], "missing": []}
+        assert change.status == "alert"
+        assert json.loads(change.detail) == {"new": ["amount"], "missing": ["tx_amount"], "retyped": []}
+        assert schema_change(["a", "b"], ["a", "b"]) == {"new": [], "missing": [], "retyped": []}
     finally:
         target.unlink()
+
+
+def test_a_retyped_landing_column_alerts(serving_settings, history_backfill, tmp_path, monkeypatch):
+    """A new day's file whose amounts arrive as text ("EUR 12.50"): the column is there, of another
+    type. Ingested for real (into a copy of the lakehouse): every row quarantined, and the schema
+    change names the retyped column."""
+    import dataclasses
+    import shutil
+
+    from jobs.config import get_settings
+    from jobs.data.ingest import ingest
+    from jobs.data.simulate import simulate
+    from jobs.monitoring.checks import data_quality, retyped_columns
+
+    day = REPLAY_DAY + timedelta(days=1)
+    copy_dir = tmp_path / "data"
+    shutil.copytree(serving_settings.storage.data_dir, copy_dir, ignore=shutil.ignore_patterns("training", "mlflow"))
+    simulate(dataclasses.replace(history_backfill[0], start_date=day, days=1), tmp_path / "sim")
+    lines = (tmp_path / "sim" / "transactions" / f"{day}.csv").read_text().splitlines()
+    header = lines[0].split(",")
+    amount = header.index("tx_amount")
+    retyped = [lines[0]] + [
+        ",".join(f"EUR {v}" if i == amount else v for i, v in enumerate(line.split(","))) for line in lines[1:]
+    ]
+    monkeypatch.setenv("PIPELINE_DATA_DIR", str(copy_dir))
+    get_settings.cache_clear()
+    try:
+        s = get_settings()
+        target = s.storage.landing_dir / "transactions" / f"{day}.csv"
+        target.write_text("\n".join(retyped) + "\n")
+        result = ingest(day, "transactions", settings=s, run_id="retyped")
+        assert result.rows_accepted == 0 and result.rows_quarantined == len(lines) - 1
+        rows = {(r.subject, r.metric): r for r in data_quality(s, day, None, load_monitoring_config(s))}
+        change = rows[("transactions", "schema_change")]
+        assert change.status == "alert"
+        assert json.loads(change.detail) == {"new": [], "missing": [], "retyped": ["tx_amount"]}
+        assert rows[("transactions", "quarantine_rate")].status == "alert"
+    finally:
+        get_settings.cache_clear()
+    # a file with a few bad amounts is not a retyped column: the share decides
+    summary = json.dumps({"rows": 1000, "rules": {"tx_amount_is_numeric": 12, "tx_datetime_parsable": 600}})
+    assert retyped_columns(summary, ["tx_amount", "tx_datetime"], 0.5) == {"tx_datetime": 0.6}
