@@ -116,13 +116,12 @@ def monitor_model():
     def request_retraining(summary: dict, outlet_events=None) -> str:
         from airflow.sdk.exceptions import AirflowSkipException
 
-        from jobs.monitoring.alerts import retrain_cooldown
+        from jobs.monitoring.alerts import request_retraining
 
         if not summary["retrain_reason"]:
             raise AirflowSkipException("no drift or performance alert: no retraining requested")
-        held = retrain_cooldown(max(summary["alerts"]))
-        if held:
-            raise AirflowSkipException(f"retraining requested ({summary['retrain_reason']}) but {held}")
+        if not request_retraining(max(summary["alerts"]), summary["retrain_reason"]):
+            raise AirflowSkipException(f"retraining held by the cooldown ({summary['retrain_reason']})")
         outlet_events[RETRAIN_REQUEST].extra = {"reason": summary["retrain_reason"]}
         return summary["retrain_reason"]
 

@@ -37,7 +37,7 @@ from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, t
 from assets import CHAMPION_MODEL, RETRAIN_REQUEST
 
 from jobs.config import get_settings
-from jobs.release.decisions import DEFAULT_ON_TIMEOUT, ApprovalOption, NextStep
+from jobs.release.decisions import DEFAULT_ON_TIMEOUT, ApprovalOption, NextStep, approvers
 
 settings = get_settings()
 training = settings.training
@@ -172,12 +172,8 @@ def train_model():
         subject="Promote "
         + settings.mlflow.model_name
         + " version {{ ti.xcom_pull(task_ids='gate')['version'] }} to champion?",
-        body=(
-            "The gate passed: {{ ti.xcom_pull(task_ids='gate')['gate_reasons'] | join('; ') }}.\n\n"
-            "Test metrics: {{ ti.xcom_pull(task_ids='gate')['metrics'] }}.\n\n"
-            "Evaluation report and model card: MLflow run {{ ti.xcom_pull(task_ids='gate')['parent_run_id'] }} "
-            "(artifacts `evaluation/evaluation.html`, `model_card/model_card.html`)."
-        ),
+        body="{{ ti.xcom_pull(task_ids='gate')['approval_request'] }}",  # a table and links (jobs.release.approval)
+        assigned_users=[{"id": user, "name": user} for user in approvers(settings)],  # only they may answer
         response_timeout=timedelta(days=7),
         defaults=DEFAULT_ON_TIMEOUT.value,  # no answer within the timeout = not promoted
         retries=0,  # a human decision is not retried: a retry would ask again and block the next run

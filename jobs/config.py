@@ -247,6 +247,11 @@ class MlflowSettings:
     tracking_uri: str = setting("MLFLOW_TRACKING_URI", "", "MLflow tracking URI; empty = SQLite under data_dir/mlflow")
     model_name: str = setting("PIPELINE_MODEL_NAME", "fraud_detector", "registered model name in MLflow")
     model_owner: str = setting("PIPELINE_MODEL_OWNER", "fraud-ml team", "owner named on the model card")
+    ui_url: str = setting(
+        "PIPELINE_MLFLOW_UI_URL",
+        "http://localhost:5000",
+        "the MLflow UI the approval request and the Models page link to (`make mlflow-ui`)",
+    )
 
 
 @dataclass(frozen=True)
@@ -302,6 +307,11 @@ class GateSettings:
     )
     auto_approve: bool = setting(
         "PIPELINE_AUTO_APPROVE", "false", "skip the human approval of a promotion (demo and tests only)"
+    )
+    approvers: str = setting(
+        "PIPELINE_APPROVERS",
+        "model_owner",
+        "Airflow users who may answer a promotion approval, comma-separated (the approval task's assigned users)",
     )
 
 

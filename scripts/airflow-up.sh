@@ -10,7 +10,10 @@ for component in api-server scheduler dag-processor triggerer; do
   if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
     echo "$component already running (pid $(cat "$pidfile"))"; continue
   fi
-  nohup airflow "$component" >"$RUN/$component.out" 2>&1 &
+  # --skip-serve-logs: no log server on 0.0.0.0:8793/8794; on one machine the api-server reads the
+  # task logs from var/airflow/logs itself (docker/ runs the log servers, on its private network)
+  flags=""; case $component in scheduler|triggerer) flags="--skip-serve-logs" ;; esac
+  nohup airflow "$component" $flags >"$RUN/$component.out" 2>&1 &
   echo $! >"$pidfile"
   echo "started $component (pid $!, log var/airflow/run/$component.out)"
 done
@@ -22,7 +25,7 @@ done
 if [ "$healthy" = no ]; then
   echo "warning: the api-server is not answering on :8080 after 2 minutes; see var/airflow/run/api-server.out" >&2
 fi
-password=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["admin"])' "$ROOT/var/airflow/simple_auth_manager_passwords.json")
 echo
-echo "Airflow UI: http://localhost:8080  (user: admin, password: $password)"
+echo "Airflow UI: http://localhost:8080 (listening on 127.0.0.1 only). Who is who:"
+python3 "$ROOT/scripts/airflow_users.py" show | sed 's/^/  /'
 echo "New DAGs start paused: unpause data_pipeline and train_model in the UI, or: airflow dags unpause data_pipeline"

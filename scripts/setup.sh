@@ -36,7 +36,7 @@ if [ ! -f "$DELTA_JAR" ]; then
   [ -f "$DELTA_JAR" ] || { echo "error: Maven did not produce $DELTA_JAR" >&2; exit 1; }
 fi
 
-# 4. Airflow: secrets, admin password, metadata DB, Spark pool
+# 4. Airflow: secrets, users' passwords, metadata DB, Spark pool
 . scripts/env.sh
 mkdir -p var/airflow/logs
 if [ ! -f var/airflow/secrets.env ]; then
@@ -44,18 +44,13 @@ if [ ! -f var/airflow/secrets.env ]; then
   umask 077
   python3 - > var/airflow/secrets.env <<'PY'
 import secrets
-print(f"AIRFLOW__API_AUTH__JWT_SECRET={secrets.token_urlsafe(32)}")
+print(f"AIRFLOW__API_AUTH__JWT_SECRET={secrets.token_urlsafe(64)}")
 print(f"AIRFLOW__API__SECRET_KEY={secrets.token_urlsafe(32)}")
 PY
   umask 022
   set -a; . var/airflow/secrets.env; set +a
 fi
-if [ ! -f var/airflow/simple_auth_manager_passwords.json ]; then
-  say "generating the admin password (var/airflow/simple_auth_manager_passwords.json)"
-  umask 077
-  python3 -c 'import json, secrets; print(json.dumps({"admin": secrets.token_urlsafe(12)}))' > var/airflow/simple_auth_manager_passwords.json
-  umask 022
-fi
+python3 scripts/airflow_users.py ensure  # a generated password for every user of airflow.cfg (var/airflow/)
 say "migrating the Airflow metadata DB"
 airflow db migrate >var/airflow/db-migrate.log 2>&1 || { tail -20 var/airflow/db-migrate.log; exit 1; }
 airflow pools set "${PIPELINE_SPARK_POOL:-spark}" 1 "Spark work: one JVM at a time with the embedded Derby metastore" >/dev/null

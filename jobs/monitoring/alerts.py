@@ -151,6 +151,26 @@ def retrain_cooldown(day: date | str, settings: Settings | None = None) -> str |
     return None
 
 
+def request_retraining(day: date | str, reason: str | None, settings: Settings | None = None) -> str | None:
+    """Whether ``day``'s alerts request a retraining: the reason to send, or None (no such alert, or
+    held by the cooldown). A request and a hold are rows of ``governance.audit_log``."""
+    from jobs.release import audit
+
+    if not reason:
+        return None
+    settings = settings or get_settings()
+    held = retrain_cooldown(day, settings)
+    audit.record(
+        "retrain_request",
+        "held" if held else "requested",
+        "monitor_model",
+        reason=reason if not held else f"{reason}; {held}",
+        key=f"retrain_request/{str(day)[:10]}",
+        settings=settings,
+    )
+    return None if held else reason
+
+
 def read_alerts(settings: Settings | None = None, day: date | None = None) -> pd.DataFrame:
     settings = settings or get_settings()
     return delta.read(settings, ALERTS, filters=None if day is None else [("alert_date", "=", day)]).to_pandas()

@@ -55,6 +55,53 @@ class Answer:
         return cls(ApprovalOption(chosen), str(by), str(value.get("responded_at") or ""))
 
 
+def approval_request(
+    version: str,
+    evaluation: dict,
+    champion_version: str | None,
+    champion_report: dict | None,
+    decision: dict,
+    links: dict[str, str],
+) -> str:
+    """The body of the approval request (Markdown): challenger, champion and baseline side by side on
+    the challenger's test window, the gate's reasons, and links to the model card and the report."""
+
+    def fmt(x, digits=4):
+        return "–" if x is None else f"{x:,.{digits}f}"
+
+    def row(name: str, report: dict | None, overall: dict | None = None) -> str:
+        o = overall or (report or {}).get("overall", {})
+        cost = (report or {}).get("cost", {}) if overall is None else {}
+        flagged = (report or {}).get("flagged_slices") if overall is None else None
+        return (
+            f"| {name} | {fmt(o.get('auc'))} | {fmt(o.get('average_precision'))} | "
+            f"{fmt(o.get('card_precision_at_k'), 3)} | {fmt(cost.get('net_savings'), 0)} | "
+            f"{'–' if flagged is None else (', '.join(flagged) or 'none')} |"
+        )
+
+    k = evaluation["overall"].get("k", 100)
+    rows = [
+        "| model | AUC | average precision | Card Precision@" + str(k) + " | net savings | flagged slices |",
+        "|---|---:|---:|---:|---:|---|",
+        row(f"**challenger v{version}**", evaluation),
+    ]
+    if champion_report is not None:
+        rows.append(row(f"champion v{champion_version}", champion_report))
+    elif champion_version:
+        rows.append(f"| champion v{champion_version} | not comparable on this window | | | | |")
+    else:
+        rows.append("| champion | none yet: this would be the first | | | | |")
+    if evaluation.get("baseline"):
+        rows.append(row("baseline (logistic regression)", None, evaluation["baseline"]))
+    reasons = "".join(f"\n- {r}" for r in decision["reasons"])
+    return (
+        f"The gate **{decision['decision']}** v{version}, on {evaluation['rows']:,} test transactions "
+        f"({evaluation['frauds']:,} frauds):\n\n" + "\n".join(rows) + f"\n\nGate:{reasons}\n\n"
+        f"[Model card]({links['model_card']}) · [Evaluation report]({links['evaluation']}) · "
+        f"[MLflow run]({links['run']})"
+    )
+
+
 def next_step(gate_result: dict, settings: Settings | None = None) -> NextStep:
     """After the gate: rejected, approved automatically (demo and tests), or ask a person."""
     settings = settings or get_settings()

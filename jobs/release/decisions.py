@@ -45,3 +45,11 @@ class Outcome(StrEnum):
     REJECTED_BY_APPROVER = "rejected by approver"
     FAILED_BEFORE_GATE = "failed before the gate"
     FAILED_AFTER_GATE = "passed the gate, not promoted: the approval or the promotion failed"
+
+
+def approvers(settings) -> list[str]:
+    """The Airflow users who may answer a promotion approval (``PIPELINE_APPROVERS``)."""
+    users = [u.strip() for u in settings.gate.approvers.split(",") if u.strip()]
+    if not users:
+        raise ValueError("PIPELINE_APPROVERS is empty: nobody could answer a promotion approval")
+    return users

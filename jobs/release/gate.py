@@ -159,7 +159,30 @@ def gate(ctx: dict, settings: Settings | None = None) -> dict:
     client.update_model_version(name, version, description=_description(evaluation, decision))
     Path(ctx["run_dir"], GATE_FILE).write_text(json.dumps(decision, indent=2))
     log.info("gate for %s v%s: %s (%s)", name, version, decision["decision"], "; ".join(decision["reasons"]))
-    return {**ctx, "gate": decision["decision"], "gate_reasons": decision["reasons"]}
+    from jobs.platform.tracking import mlflow_links
+    from jobs.release import audit
+    from jobs.release.approval import approval_request
+
+    audit.record(
+        "gate",
+        decision["decision"],
+        "train_model gate",
+        version,
+        reason="; ".join(decision["reasons"]),
+        details={
+            "challenger": evaluation["overall"],
+            "champion": (champion_report or {}).get("overall"),
+            "champion_version": champion_version,
+            "baseline": evaluation.get("baseline"),
+            "flagged_slices": decision.get("flagged_slices"),
+        },
+        key=f"gate/{version}",
+        settings=settings,
+    )
+    run = client.get_run(ctx["parent_run_id"])
+    links = mlflow_links(settings, ctx["parent_run_id"], run.info.experiment_id)
+    body = approval_request(version, evaluation, champion_version, champion_report, decision, links)
+    return {**ctx, "gate": decision["decision"], "gate_reasons": decision["reasons"], "approval_request": body}
 
 
 def _description(evaluation: dict, decision: dict) -> str:

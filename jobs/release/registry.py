@@ -186,6 +186,9 @@ def record_rejection(version: str, by: str, at: str, settings: Settings | None =
     client = mlflow_client(settings)
     for k, v in {Tag.APPROVAL: REJECTED, Tag.REJECTED_BY: by, Tag.REJECTED_AT: at}.items():
         client.set_model_version_tag(settings.mlflow.model_name, version, k, v)
+    audit.record(
+        "approve", REJECTED, by, version, details={Tag.REJECTED_AT: at}, key=f"reject/{version}", settings=settings
+    )
     return {"version": str(version), Tag.APPROVAL: REJECTED, Tag.REJECTED_BY: by, Tag.REJECTED_AT: at}
 
 

@@ -88,8 +88,11 @@ def _awaiting_input(dag_id: str, task_id: str, deadline: float):
     return None
 
 
-def _respond_through_rest_api(dag_id: str, option: str, result: dict, timeout_s: float = 900) -> None:
-    """A person's answer: log in to the Airflow API and PATCH the approval task's HITL detail."""
+def _respond_through_rest_api(
+    dag_id: str, option: str, result: dict, users=("operator", "model_owner"), timeout_s: float = 900
+) -> None:
+    """People answer: each of ``users`` logs in to the Airflow API and PATCHes the approval task's HITL
+    detail, in turn; ``result["status"]`` maps each to the HTTP status, ``body`` is the last answer."""
     from airflow.api_fastapi.app import create_app
     from fastapi.testclient import TestClient
 
@@ -98,19 +101,21 @@ def _respond_through_rest_api(dag_id: str, option: str, result: dict, timeout_s:
         result["error"] = "approve_promotion never waited for input"
         return
     run_id, _ = found
+    result["status"] = {}
     with TestClient(create_app("core"), base_url="http://localhost") as client:
         from airflow.configuration import conf
 
         passwords = json.loads(Path(conf.get("core", "simple_auth_manager_passwords_file")).read_text())
-        token = client.post("/auth/token", json={"username": "admin", "password": passwords["admin"]}).json()[
-            "access_token"
-        ]
-        response = client.patch(
-            f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/approve_promotion/-1/hitlDetails",
-            json={"chosen_options": [option], "params_input": {}},
-            headers={"Authorization": f"Bearer {token}"},
-        )
-    result.update(status=response.status_code, body=response.json())
+        detail = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/approve_promotion/-1/hitlDetails"
+        for user in users:
+            token = client.post("/auth/token", json={"username": user, "password": passwords[user]}).json()[
+                "access_token"
+            ]
+            headers = {"Authorization": f"Bearer {token}"}
+            if "request" not in result:
+                result["request"] = client.get(detail, headers=headers).json()
+            response = client.patch(detail, json={"chosen_options": [option], "params_input": {}}, headers=headers)
+            result["status"][user], result["body"] = response.status_code, response.json()
 
 
 def _sweep_timeouts_like_the_scheduler(dag_id: str, result: dict, timeout_s: float = 900) -> None:
@@ -289,8 +294,13 @@ def test_a_person_rejects_then_no_one_answers_and_neither_version_serves(
     run = dag.test(logical_date=datetime(2025, 3, 13, tzinfo=UTC), run_conf=conf)
     person.join(timeout=60)
     states = _states(run)
-    assert answer.get("status") == 200, answer
-    assert answer["body"]["chosen_options"] == ["Reject"] and answer["body"]["responded_by"]["name"] == "admin"
+    # only the approval's assigned user (PIPELINE_APPROVERS: model_owner) may answer; an operator may not
+    assert answer.get("status") == {"operator": 403, "model_owner": 200}, answer
+    assert answer["body"]["chosen_options"] == ["Reject"] and answer["body"]["responded_by"]["name"] == "model_owner"
+    request = answer["request"]  # what the model owner saw: a table and links, not a dict
+    assert request["assigned_users"] == [{"id": "model_owner", "name": "model_owner"}]
+    assert "| model | AUC | average precision | Card Precision@100 | net savings | flagged slices |" in request["body"]
+    assert f"| champion v{champion} |" in request["body"] and "[Model card](http" in request["body"]
     assert run.state == "success", states
     assert (states["approve_promotion"], states["promote"], states["record_outcome"]) == (
         "success",
@@ -299,18 +309,22 @@ def test_a_person_rejects_then_no_one_answers_and_neither_version_serves(
     )
     rejected = client.get_model_version_by_alias(s.mlflow.model_name, "challenger")
     assert rejected.tags["gate.decision"] == "passed"
-    assert (rejected.tags["approval"], rejected.tags["rejected_by"]) == ("rejected", "admin")
+    assert (rejected.tags["approval"], rejected.tags["rejected_by"]) == ("rejected", "model_owner")
     assert client.get_model_version_by_alias(s.mlflow.model_name, "champion").version == champion
+    from jobs.release import audit
+
+    trail = [(r["action"], r["decision"], r["actor"]) for r in audit.read(rejected.version, settings=s)]
+    assert trail == [("gate", "passed", "train_model gate"), ("approve", "rejected", "model_owner")]
     from jobs.release.registry import promote
 
-    with pytest.raises(ValueError, match="was rejected by admin"):
+    with pytest.raises(ValueError, match="was rejected by model_owner"):
         promote(rejected.version, "someone else")
 
     assert _xcom(run, "record_outcome") == {
         "outcome": "rejected by approver",
         "version": str(rejected.version),
         "approval": "rejected",
-        "rejected_by": "admin",
+        "rejected_by": "model_owner",
         "rejected_at": rejected.tags["rejected_at"],
     }
 
