@@ -61,6 +61,7 @@ HISTORY_FILES = {
     "tests/data/test_transform.py",
     "tests/serving/test_service.py",
     "tests/serving/test_monitoring_checks.py",
+    "tests/ui/test_browser.py",
 }
 
 

@@ -52,6 +52,25 @@ class Feature:
     window_days: int | None
     dtype: str  # int | double
     description: str
+    owner: str = ""  # who answers for the feature's definition and quality (governance; not hashed)
+    pii: bool | None = None  # personal data: it describes the cardholder (governance; not hashed)
+
+
+# Governance, per entity: who owns the features and whether they are personal data. A transaction's
+# own fields and a customer's spending describe the cardholder (personal data, GDPR art. 4); a
+# terminal's counts describe a merchant's device. Kept out of FEATURE_SET_VERSION: changing an owner
+# does not change a value.
+OWNERS = {"transaction": "payments-data team", "customer": "fraud-ml team", "terminal": "fraud-ml team"}
+PERSONAL_DATA = {"transaction": True, "customer": True, "terminal": False}
+GOVERNANCE_FIELDS = ("owner", "pii")
+
+
+def _governed(f: Feature) -> Feature:
+    from dataclasses import replace
+
+    return replace(
+        f, owner=f.owner or OWNERS.get(f.entity, ""), pii=PERSONAL_DATA.get(f.entity) if f.pii is None else f.pii
+    )
 
 
 def _build() -> tuple[Feature, ...]:
@@ -127,7 +146,7 @@ def _build() -> tuple[Feature, ...]:
             f"known at t, to t; {NO_KNOWN_FRAUD_DAYS:g} when there is none.",
         )
     )
-    return tuple(features)
+    return tuple(_governed(f) for f in features)
 
 
 FEATURES: tuple[Feature, ...] = _build()
@@ -146,7 +165,7 @@ def feature_set_version() -> str:
     """``v<major>-<hash of the declarations>``: changes whenever a feature is added or redefined."""
     payload = json.dumps(
         {
-            "features": [asdict(f) for f in FEATURES],
+            "features": [{k: v for k, v in asdict(f).items() if k not in GOVERNANCE_FIELDS} for f in FEATURES],
             "night": NIGHT_LAST_HOUR,
             "no_known_fraud": NO_KNOWN_FRAUD_DAYS,
             "major": FEATURE_SET_MAJOR,

@@ -52,8 +52,13 @@ def model_card_markdown(
     )
     gains = report.get("feature_importance", {})
     total = sum(gains.values()) or 1.0
+
+    def governance(name: str) -> str:
+        f = BY_NAME.get(name)
+        return f"{f.owner} | {'yes' if f.pii else 'no'}" if f else " | "
+
     importance = "\n".join(
-        f"| {i} | `{name}` | {gain / total:.1%} | {BY_NAME[name].description if name in BY_NAME else ''} |"
+        f"| {i} | `{name}` | {gain / total:.1%} | {governance(name)} | {BY_NAME[name].description if name in BY_NAME else ''} |"
         for i, (name, gain) in enumerate(sorted(gains.items(), key=lambda kv: -kv[1]), start=1)
     )
     return f"""# Model card: {settings.mlflow.model_name} version {ctx["version"]}
@@ -103,8 +108,8 @@ Share of the total split gain of the booster, over the {len(gains)} features of 
 `{tags.get(Tag.FEATURE_SET_VERSION)}` (definitions in the feature registry; a report counts in a feature
 only from the end of the day its file covers).
 
-| rank | feature | gain share | definition |
-|---|---|---|---|
+| rank | feature | gain share | owner | personal data | definition |
+|---|---|---|---|---|---|
 {importance}
 
 ## Metrics by slice
@@ -130,6 +135,9 @@ A slice is flagged when its AUC is more than {settings.gate.slice_margin} below 
   only to check that no group is served worse (slices above), but behaviour can still proxy for them.
 - False positives cost customers declined or delayed payments: keep a human in the loop and monitor alert rates by slice.
 - Customer and terminal ids are pseudonymous; do not join the scores with personal data outside the fraud process.
+- Personal data: the features marked so above describe the cardholder's own spending. The customers' home
+  coordinates are not a feature and are read by neither training nor scoring; `marts.dim_customers` (what
+  dashboards read) keeps only the 10x10 cell they fall in, the exact ones stay in the bronze snapshot.
 """
 
 

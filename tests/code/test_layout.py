@@ -39,6 +39,8 @@ ALLOWED = {
     # rolls a version out through the registry (release), judges it by the prediction log (scoring); the
     # Bento is tagged with the commit as training records it (training.context)
     "deployment": {"config", "platform", "features", "evaluation", "release", "scoring", "training"},
+    # the auditor's answers and the Models page read everything below (registry, scores, checks)
+    "governance": {"config", "platform", "features", "evaluation", "release", "scoring", "monitoring"},
 }
 CLIS = [
     "jobs.data.simulate",
@@ -53,6 +55,7 @@ CLIS = [
     "jobs.platform.dbt_runner",
     "jobs.monitoring.checks",
     "jobs.monitoring.report",
+    "jobs.governance",
 ]
 
 

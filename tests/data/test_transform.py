@@ -138,3 +138,15 @@ def test_source_freshness_and_docs_generate(history, settings, spark):
         described = {c for c, col in m["columns"].items() if col["description"]}
         actual = set(catalog["nodes"][m["unique_id"]]["columns"])
         assert actual <= described, (m["name"], actual - described)
+
+
+def test_the_customers_mart_holds_coarse_home_cells_not_coordinates(history, settings):
+    """Home coordinates are personal data: the mart dashboards read keeps only the 10-unit cell."""
+    from tables import rows
+
+    dims = rows(settings, "marts.dim_customers")
+    assert dims and not {"x_location", "y_location"} & set(dims[0])
+    cells = {(d["home_cell_x"], d["home_cell_y"]) for d in dims if d["in_reference"]}
+    assert all(x % 10 == 0 and y % 10 == 0 and 0 <= x <= 90 and 0 <= y <= 90 for x, y in cells)
+    assert len(cells) > 10  # coarse, not constant
+    assert "x_location" in rows(settings, "bronze.customers")[0]  # the exact ones stay in the bronze snapshot

@@ -94,10 +94,16 @@ def champion(serving_settings):
             Tag.FEATURE_SET_VERSION: FEATURE_SET_VERSION,
             Tag.metric(Metric.ALERT_THRESHOLD): f"{threshold:.6f}",
             Tag.GATE_DECISION: GateDecision.PASSED,
+            Tag.GATE_REASONS: '["every check passed <as the fixture says>"]',
         },
     )
     client.set_registered_model_alias(name, Alias.CHAMPION, mv.version)
-    return {"version": str(mv.version), "threshold": float(f"{threshold:.6f}"), "booster": booster}
+    return {
+        "version": str(mv.version),
+        "threshold": float(f"{threshold:.6f}"),
+        "booster": booster,
+        "run_id": run.info.run_id,
+    }
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
+from html import escape as html_escape
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -235,6 +237,10 @@ def test_monitor_model_flags_a_card_testing_wave_mails_it_and_requests_a_retrain
                 .where(AssetModel.name == "monitoring.retrain_request")
             ).all()
         assert any((e.extra or {}).get("reason") == requests[wave_day] for e in events)
+        from jobs.release import audit
+
+        trail = [r for r in audit.read(settings=copy_settings) if r["action"] == "retrain_request"]
+        assert [(r["decision"], r["reason"]) for r in trail][-1] == ("requested", requests[wave_day])
         # the day's report: Evidently's drift page and the trends, logged to the champion's run
         client = mlflow_client(copy_settings)
         run_id = client.get_model_version(copy_settings.mlflow.model_name, champion["version"]).run_id
@@ -386,3 +392,68 @@ def test_a_retyped_landing_column_alerts(serving_settings, history_backfill, tmp
     # a file with a few bad amounts is not a retyped column: the share decides
     summary = json.dumps({"rows": 1000, "rules": {"tx_amount_is_numeric": 12, "tx_datetime_parsable": 600}})
     assert retyped_columns(summary, ["tx_amount", "tx_datetime"], 0.5) == {"tx_datetime": 0.6}
+
+
+def test_explain_decision_names_the_version_its_score_features_and_lineage(serving_settings, champion, capsys):
+    """The auditor's question, on a batch-scored transaction: the version, the score and the features
+    it saw (equal to the feature table's), the version's gate and links; an unknown id is an error."""
+    from jobs.governance.__main__ import main
+    from jobs.governance.explain import explain_decision
+    from jobs.platform import delta
+    from jobs.scoring.batch import SCORES, score_day
+
+    score_day(REPLAY_DAY, serving_settings)
+    scores = delta.read(serving_settings, SCORES, filters=[("batch_date", "=", REPLAY_DAY)]).to_pandas()
+    row = scores.sort_values("score").iloc[-1]
+    out = explain_decision(row["transaction_id"], serving_settings)
+    (decision,) = out["decisions"]
+    assert decision["source"].startswith("batch") and decision["model_version"] == str(champion["version"])
+    assert decision["score"] == pytest.approx(row["score"]) and decision["alert"] == bool(row["alert"])
+    from tables import rows
+
+    (stored,) = rows(
+        serving_settings, "features.transaction_features", REPLAY_DAY, transaction_id=row["transaction_id"]
+    )
+    assert decision["features"] == pytest.approx({f: float(stored[f]) for f in FEATURE_NAMES})
+    lineage = out["versions"][str(champion["version"])]
+    assert lineage["gate"]["decision"] and lineage["run_id"] in lineage["links"]["model_card"]
+    assert out["summary"].startswith(f"transaction {row['transaction_id']}: scored 1 time(s); first by version")
+    assert main(["explain-decision", str(row["transaction_id"])]) == 0
+    assert json.loads(capsys.readouterr().out)["transaction_id"] == str(row["transaction_id"])
+    assert main(["explain-decision", "no-such-transaction"]) == 1
+    assert "was never scored" in capsys.readouterr().err
+
+
+def test_the_models_page_shows_the_champion_its_gate_and_its_monitoring_behind_the_login(
+    serving_settings, champion, airflow_db
+):
+    """The plugin's page through the api-server app (the real auth manager): anonymous 401, a viewer
+    sees every version with aliases and gate reasons, the champion's checks and the links."""
+    import re
+
+    from airflow.api_fastapi.app import create_app
+    from airflow.configuration import conf
+    from fastapi.testclient import TestClient
+
+    from jobs.governance.models_page import models_overview
+    from jobs.scoring.batch import score_day
+
+    score_day(REPLAY_DAY, serving_settings)
+    run_checks(REPLAY_DAY, ["data_drift", "performance", "staleness"], serving_settings)
+    data = models_overview(serving_settings)
+    version = str(champion["version"])
+    assert data["champion"] == version and "champion" in data["versions"][0]["aliases"]
+    assert data["monitoring"]["last_day"] == str(REPLAY_DAY)
+    assert {c["check"] for c in data["monitoring"]["checks"]} >= {"data_drift", "performance", "staleness"}
+    with TestClient(create_app("core"), base_url="http://localhost") as client:
+        assert client.get("/models/").status_code == 401
+        passwords = json.loads(Path(conf.get("core", "simple_auth_manager_passwords_file")).read_text())
+        token = client.post("/auth/token", json={"username": "viewer", "password": passwords["viewer"]}).json()
+        page = client.get("/models/", cookies={"_token": token["access_token"]})
+    assert page.status_code == 200, page.text
+    body = page.text
+    assert re.search(rf"id='champion'>v{version}<", body) and "signed in as viewer" in body
+    gate_reasons = data["versions"][0]["gate_reasons"]
+    assert all(html_escape(r) in body for r in gate_reasons)
+    assert f"run_uuid={champion['run_id']}&amp;path=model_card/model_card.html" in body
+    assert "<td>data_drift</td>" in body and f"monitoring/{REPLAY_DAY}/index.html" in body
