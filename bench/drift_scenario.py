@@ -11,10 +11,14 @@ In a throw-away data directory, MLflow store and Airflow DB, with the real jobs:
 3. Day by day from ``D - before_days`` to ``D + after_days - 1``, what the scheduler would run:
    ingestion, ``dbt build``, features and their validation, ``batch_score``, then ``monitor_model``
    (``dag.test``). When its ``request_retraining`` emits ``monitoring.retrain_request``, ``train_model``
-   runs for that day (``dag.test``: tune, train, evaluate, gate, promote).
-4. Print the timeline: per day the champion, the drift and performance checks, the retraining and
-   the gate's decision, and the champion's Card Precision@100 and average precision on the day's
-   scores with the labels known at the end; then the summary against the targets.
+   runs for that day (``dag.test``: tune, train, evaluate, gate, approval). An approved version is
+   switched to champion at once (``registry.promote``): there is no live traffic to shadow or canary.
+4. Print the timeline, rebuilt from what the pipeline recorded (``monitoring.checks``, the audit
+   log, the registry, the scores): per day the version that scored it, the drift and performance
+   checks, the retraining request or its hold, the version trained and the gate's decision, and the
+   day's Card Precision@100 and average precision with the labels known at the end; then the summary
+   against the targets. ``--keep DIR`` on a scenario under way resumes after its last monitored day
+   (a longer ``--after-days`` extends it).
 
 Time runs faster than in production so that a full loop fits in a benchmark: frauds are reported
 within ``--report-delay`` days (production: 7), and the label maturity, the training gap and the test
@@ -27,7 +31,6 @@ started on ``D`` runs on ``D + maturity + test + gap`` at the earliest (its trai
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -107,6 +110,20 @@ class Scenario:
         client = mlflow_client(self.settings)
         name = self.settings.mlflow.model_name
         newest = max(client.search_model_versions(f"name = '{name}'"), key=lambda v: int(v.version))
+        if newest.tags.get(Tag.APPROVED_BY) and self.champion() != newest.version:
+            # approved: the registry's candidate, which deploy_model would shadow and canary against live
+            # traffic; the scenario has no service, so it switches at once (the CLI's `promote`)
+            from jobs.release import rollout
+            from jobs.release.registry import promote
+
+            promote(
+                newest.version,
+                newest.tags[Tag.APPROVED_BY],
+                newest.tags.get(Tag.APPROVED_AT),
+                self.settings,
+                actor="drift_scenario (direct switch, no rollout)",
+            )
+            rollout.clear(client, name)  # as deploy_model's switch does: the candidate is the champion now
         after = self.champion()
         out = {
             "version": newest.version,
@@ -231,45 +248,118 @@ def main(argv: list[str] | None = None) -> int:
         max_report_delay_days=args.report_delay,
     )
     print(f"work dir {work}; {args.drift} from {onset}; history {first}..{first_step - timedelta(days=1)}", flush=True)
-    simulate(cfg, settings.storage.landing_dir)
-    ensure_manifest(settings)
-    t = time.perf_counter()
-    summary = backfill(first, first_step - timedelta(days=1), settings)
-    print(f"backfill: {summary['rows_accepted']:,} transactions in {time.perf_counter() - t:.0f} s", flush=True)
+    scenario = None
+    done = _days_monitored(settings)
+    from jobs.monitoring.reference import champion_version
 
-    scenario = Scenario(args)
-    trainings = {first_step - timedelta(days=1): scenario.train(first_step - timedelta(days=1), "first champion")}
-    if scenario.champion() is None:
-        print("the first model did not pass the gate: no champion to monitor (see the reasons above)")
-        return 1
-    k = load_training_config(settings)["evaluation"]["top_k"]
-    rows = []
-    day = first_step
+    if done and champion_version(settings) is not None:  # --keep on a scenario already under way: go on
+        day = max(done) + timedelta(days=1)
+        print(f"resuming after {max(done)} (a champion and {len(done)} monitored day(s) in {work})", flush=True)
+        scenario = Scenario(args)
+    else:
+        simulate(cfg, settings.storage.landing_dir)
+        ensure_manifest(settings)
+        t = time.perf_counter()
+        summary = backfill(first, first_step - timedelta(days=1), settings)
+        print(f"backfill: {summary['rows_accepted']:,} transactions in {time.perf_counter() - t:.0f} s", flush=True)
+        scenario = Scenario(args)
+        scenario.train(first_step - timedelta(days=1), "first champion")
+        if scenario.champion() is None:
+            print("the first model did not pass the gate: no champion to monitor (see the reasons above)")
+            return 1
+        day = first_step
+    if day <= last and not (settings.storage.landing_dir / "transactions" / f"{last}.csv").exists():
+        simulate(cfg, settings.storage.landing_dir)  # a longer --after-days on resume: the days it adds
     while day <= last:
         t = time.perf_counter()
         scenario.data_day(day)
         scored_by = scenario.champion()
         seen = scenario.monitor(day)
-        training = None
         if seen["retrain_requested"]:
-            training = trainings[day] = scenario.train(day, "retrain_request")
-        row = {"day": day, "phase": "drift" if day >= onset else "before", "scored_by": scored_by, **seen}
-        row["training"] = training
-        row["seconds"] = round(time.perf_counter() - t)
-        rows.append(row)
+            scenario.train(day, "retrain_request")
         print(
-            f"{day} ({row['phase']}, {row['seconds']} s): scored by v{scored_by}; data drift {seen['data_drift']} "
-            f"[{seen['drifted']}], prediction drift {seen['prediction_drift']}, performance {seen['performance']}, "
-            f"retraining {'requested' if seen['retrain_requested'] else 'no'}",
+            f"{day} ({'drift' if day >= onset else 'before'}, {time.perf_counter() - t:.0f} s): scored by "
+            f"v{scored_by}; data drift {seen['data_drift']} [{seen['drifted']}], prediction drift "
+            f"{seen['prediction_drift']}, performance {seen['performance']}, retraining "
+            f"{'requested' if seen['retrain_requested'] else 'no'}",
             flush=True,
         )
         day += timedelta(days=1)
 
-    for row in rows:
-        row.update(day_metrics(settings, row["day"], k))
-    _print_timeline(rows, trainings, onset, k)
+    k = load_training_config(settings)["evaluation"]["top_k"]
+    rows = timeline(settings, first_step, last, k)
+    _print_timeline(rows, trainings_from_registry(settings), onset, k)
     print(f"\nwall time {time.perf_counter() - t_start:.0f} s; work dir {work}")
     return 0
+
+
+def _days_monitored(settings) -> list[date]:
+    from jobs.monitoring.checks import read_checks
+
+    checks = read_checks(settings)
+    return sorted(set(checks["check_date"])) if len(checks) else []
+
+
+def timeline(settings, first: date, last: date, k: int) -> list[dict]:
+    """Per day, from what the pipeline recorded: the version that scored it, the drift, prediction-drift
+    and performance verdicts (monitoring.checks), the retraining request or its hold
+    (governance.audit_log), and the day's CP@k and AP against the labels known now."""
+    from jobs.monitoring.checks import read_checks
+    from jobs.platform import delta
+    from jobs.release import audit
+    from jobs.scoring.batch import SCORES
+
+    requests = {}
+    for r in audit.read(settings=settings):
+        if r["action"] == "retrain_request" and r["reason"]:
+            requests[r["reason"][:10]] = r["decision"]
+    rows = []
+    day = first
+    while day <= last:
+        checks = read_checks(settings, day)
+        batch = checks[checks["source"] == "batch"]
+
+        def status(check: str, metric: str | None = None, batch=batch) -> str:
+            rows_ = batch[batch["check_name"] == check]
+            rows_ = rows_[rows_["metric"] == metric] if metric else rows_
+            return next((s for s in ("alert", "warn", "ok") if (rows_["status"] == s).any()), "-")
+
+        verdict = batch[batch["metric"] == "drifted_features"]
+        scores = delta.read(settings, SCORES, ["model_version"], filters=[("batch_date", "=", day)]).to_pandas()
+        rows.append(
+            {
+                "day": day,
+                "scored_by": scores["model_version"].mode().iloc[0] if len(scores) else None,
+                "data_drift": status("data_drift", "drifted_features"),
+                "drifted": (verdict["detail"].iloc[0] or "") if len(verdict) else "",
+                "prediction_drift": status("prediction_drift"),
+                "performance": status("performance"),
+                "retrain": requests.get(str(day), "-"),
+                **day_metrics(settings, day, k),
+            }
+        )
+        day += timedelta(days=1)
+    return rows
+
+
+def trainings_from_registry(settings) -> dict[date, dict]:
+    """Every registered version by the last day of its data: trigger, windows, gate, promoted or not."""
+    from jobs.platform.tracking import Tag, mlflow_client
+
+    client = mlflow_client(settings)
+    out = {}
+    for mv in client.search_model_versions(f"name = '{settings.mlflow.model_name}'"):
+        t = mv.tags
+        data_end = date.fromisoformat(t[Tag.WINDOW_LABEL_AS_OF][:10]) - timedelta(days=1)
+        out[data_end] = {
+            "version": str(mv.version),
+            "gate": t.get(Tag.GATE_DECISION, "?"),
+            "reasons": t.get(Tag.GATE_REASONS, ""),
+            "train_window": t.get(Tag.WINDOW_TRAIN, ""),
+            "promoted": bool(t.get(Tag.PROMOTED_AT) or t.get(Tag.APPROVED_BY)),
+            "trigger": client.get_run(mv.run_id).data.tags.get(Tag.TRAINING_TRIGGER, ""),
+        }
+    return dict(sorted(out.items()))
 
 
 def _fmt(x, digits=3):
@@ -282,26 +372,38 @@ def _mean(values):
 
 
 def _print_timeline(rows: list[dict], trainings: dict, onset: date, k: int) -> None:
-    print(f"\n| day | d | scored by | data drift | prediction drift | performance | retraining | gate | CP@{k} | AP |")
+    print(
+        f"\n| day | d | scored by | data drift | prediction drift | performance | retraining | trained that day | CP@{k} | AP |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        t = r["training"]
-        retrain = "requested" if r["retrain_requested"] else ("held/none" if r["retrain_skipped"] else "-")
-        gate = f"v{t['version']} {t['gate']}{', promoted' if t['promoted'] else ''}" if t else ""
+        t = trainings.get(r["day"])
+        trained = f"v{t['version']}: gate {t['gate']}{', promoted' if t['promoted'] else ''}" if t else ""
         print(
             f"| {r['day']} | {(r['day'] - onset).days:+d} | v{r['scored_by']} | {r['data_drift']} | "
-            f"{r['prediction_drift']} | {r['performance']} | {retrain} | {gate} | {_fmt(r['cp'])} | {_fmt(r['ap'])} |"
+            f"{r['prediction_drift']} | {r['performance']} | {r['retrain']} | {trained} | {_fmt(r['cp'])} | "
+            f"{_fmt(r['ap'])} |"
+        )
+    print()
+    for day, t in trainings.items():
+        print(
+            f"v{t['version']}: data up to {day}, trained on {t['train_window']}, gate {t['gate']}"
+            f"{' (promoted)' if t['promoted'] else ''}; {t['reasons']}"
         )
     flagged = next((r["day"] for r in rows if r["day"] >= onset and r["data_drift"] == "alert"), None)
     decayed = next((r["day"] for r in rows if r["day"] >= onset and r["performance"] == "alert"), None)
-    requested = [r["day"] for r in rows if r["retrain_requested"]]
+    requested = [str(r["day"]) for r in rows if r["retrain"] == "requested"]
     # the new champion: the first promoted version whose training window reaches the onset
-    recovered = None
-    for day, t in sorted(trainings.items()):
-        end = (t["train_window"].split("..") + [""])[1][:10]
-        if t["promoted"] and end and date.fromisoformat(end) >= onset:
-            recovered = (day, t)
-            break
+    recovered = next(
+        (
+            (day, t)
+            for day, t in trainings.items()
+            if t["promoted"]
+            and t["train_window"]
+            and date.fromisoformat(t["train_window"].split("..")[1][:10]) >= onset
+        ),
+        None,
+    )
     before = _mean(r["cp"] for r in rows if r["day"] < onset)
     champion_after = recovered[1]["version"] if recovered else None
     during = _mean(r["cp"] for r in rows if r["day"] >= onset and r["scored_by"] != champion_after)
@@ -310,14 +412,12 @@ def _print_timeline(rows: list[dict], trainings: dict, onset: date, k: int) -> N
     def lag(d):
         return "never" if d is None else f"{d} (day {(d - onset).days + 1} of the drift)"
 
-    print()
-    print(json.dumps({"trainings": {str(d): t for d, t in trainings.items()}}, default=str))
-    print(f"drift flagged:             {lag(flagged)}  (target: within 2 days)")
+    print(f"\ndrift flagged:             {lag(flagged)}  (target: within 2 days)")
     print(f"performance decay flagged: {lag(decayed)}")
-    print(f"retraining requested on:   {', '.join(map(str, requested)) or 'never'}")
+    print(f"retraining requested on:   {', '.join(requested) or 'never'}")
     if recovered:
         day, t = recovered
-        print(f"new champion:              v{t['version']} trained {day}, {lag(day)}  (target: within 10 days)")
+        print(f"new champion:              v{t['version']}, data up to {day}: {lag(day)}  (target: within 10 days)")
     else:
         print("new champion:              none trained on the drift within the run")
     print(

@@ -2,6 +2,12 @@
 
 Each test perturbs the test rows consistently (an amount change moves the customer's window means and
 the 30-day ratio with it) and reports a value, a threshold and pass/fail; the gate requires all to pass.
+
+The directional tests ("an extreme amount, a compromised terminal: not less suspicious") are judged
+on the rows the model does not already alert on (below the alert threshold). For a row it alerts on,
+the model has found a reason that may lie in the amount itself: a card test is a tiny night payment
+on purpose, and the same payment at 10,000 is no card test, so a lower score there is right. Judged on
+every row, the tests refused every model that learned card testing (``bench/drift_scenario.py``).
 """
 
 from __future__ import annotations
@@ -28,11 +34,24 @@ def _with_amount(X: pd.DataFrame, amount: np.ndarray) -> pd.DataFrame:
     return out
 
 
-def robustness(predict: Callable[[pd.DataFrame], np.ndarray], X: pd.DataFrame, cfg: dict, seed: int) -> list[dict]:
-    """Invariance and directional tests on the test rows; each with a value, a threshold and pass/fail."""
+def robustness(
+    predict: Callable[[pd.DataFrame], np.ndarray],
+    X: pd.DataFrame,
+    cfg: dict,
+    seed: int,
+    alert_threshold: float | None = None,
+) -> list[dict]:
+    """Invariance and directional tests on the test rows; each with a value, a threshold and pass/fail.
+
+    ``alert_threshold``: the directional tests look at the rows scored below it (None: every row).
+    """
     rb = cfg["evaluation"]["robustness"]
     rng = np.random.default_rng(seed)
     base = np.asarray(predict(X), dtype=float)
+    judged = np.ones(len(X), dtype=bool) if alert_threshold is None else base < alert_threshold
+    if not judged.any():
+        judged[:] = True
+    scope = "" if alert_threshold is None else " it does not alert on"
     tests = []
 
     missing = X.copy()
@@ -65,12 +84,12 @@ def robustness(predict: Callable[[pd.DataFrame], np.ndarray], X: pd.DataFrame, c
     )
 
     extreme = np.asarray(predict(_with_amount(X, np.full(len(X), rb["extreme_amount"]))), dtype=float)
-    share = float(np.mean(extreme >= base - 1e-9))
+    share = float(np.mean((extreme >= base - 1e-9)[judged]))
     tests.append(
         {
             "name": "extreme_amount_not_less_suspicious",
             "kind": "directional",
-            "description": f"amount set to {rb['extreme_amount']:g}: the score does not drop (share of rows)",
+            "description": f"amount set to {rb['extreme_amount']:g}: the score does not drop (share of the rows{scope})",
             "value": share,
             "threshold": 0.95,
             "passed": bool(share >= 0.95 and np.all(np.isfinite(extreme))),
@@ -86,13 +105,13 @@ def robustness(predict: Callable[[pd.DataFrame], np.ndarray], X: pd.DataFrame, c
         elif c == "terminal_days_since_known_fraud":
             risky[c] = 0.0
     risk = np.asarray(predict(risky), dtype=float)
-    share = float(np.mean(risk >= base - 1e-9))
+    share = float(np.mean((risk >= base - 1e-9)[judged]))
     tests.append(
         {
             "name": "compromised_terminal_not_less_suspicious",
             "kind": "directional",
             "description": "terminal risks and known-fraud shares set to 1, a known fraud just now: the score does "
-            "not drop (share of rows)",
+            f"not drop (share of the rows{scope})",
             "value": share,
             "threshold": 0.95,
             "passed": share >= 0.95,

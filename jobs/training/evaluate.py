@@ -46,7 +46,9 @@ def stage_evaluate(ctx: dict, settings: Settings | None = None) -> dict:
     test = main.evaluate
     scores = predict(test)
     result = metrics.evaluate(test, scores, cfg, margin)
-    result["robustness"] = robustness.robustness(predict, features_matrix(test), cfg, seed)
+    result["robustness"] = robustness.robustness(
+        predict, features_matrix(test), cfg, seed, alert_threshold=result["alert_threshold"]["threshold"]
+    )
     base = baseline.fit_baseline(main.train, seed)
     base_report = metrics.evaluate(test, base(test), cfg, margin)
     result["baseline"] = base_report["overall"]

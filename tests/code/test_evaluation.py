@@ -136,6 +136,22 @@ def test_robustness_tests_pass_a_sane_model_and_fail_a_broken_one():
     assert not results["extreme_amount_not_less_suspicious"]["passed"]
     assert not results["compromised_terminal_not_less_suspicious"]["passed"]
 
+    # a model that learned card testing: tiny amounts are suspicious, so a tiny payment made extreme
+    # scores lower; the directional tests judge the rows it does not alert on, where it still holds
+    def card_testing_aware(frame):
+        tiny = frame["tx_amount"].fillna(0) < 3
+        return np.where(tiny, 0.95, np.minimum(sane(frame), 0.9))
+
+    X_ct = X.copy()
+    X_ct.loc[X_ct.index[: len(X_ct) // 4], "tx_amount"] = 1.5  # a quarter of the rows are card tests
+    everywhere = {t["name"]: t for t in robustness(card_testing_aware, X_ct, CFG, seed=0)}
+    assert not everywhere["extreme_amount_not_less_suspicious"]["passed"]  # judged on every row: refused
+    unflagged = {t["name"]: t for t in robustness(card_testing_aware, X_ct, CFG, seed=0, alert_threshold=0.9)}
+    assert unflagged["extreme_amount_not_less_suspicious"]["passed"], unflagged
+    assert "it does not alert on" in unflagged["extreme_amount_not_less_suspicious"]["description"]
+    results = {t["name"]: t for t in robustness(broken, X, CFG, seed=0, alert_threshold=0.9)}
+    assert not results["extreme_amount_not_less_suspicious"]["passed"]  # the broken model still fails
+
     jittery = lambda frame: ((frame["tx_amount"].fillna(0) * 7.3) % 1).to_numpy()  # any cent moves the score
     results = {t["name"]: t for t in robustness(jittery, X, CFG, seed=0)}
     assert not results["small_amount_perturbation"]["passed"] and results["small_amount_perturbation"]["value"] > 0.02
