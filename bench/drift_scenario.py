@@ -287,8 +287,13 @@ def main(argv: list[str] | None = None) -> int:
         day += timedelta(days=1)
 
     k = load_training_config(settings)["evaluation"]["top_k"]
+    trainings = trainings_from_registry(settings)
     rows = timeline(settings, first_step, last, k)
-    _print_timeline(rows, trainings_from_registry(settings), onset, k)
+    for r in rows:  # a training the monitoring triggered is a request, audited or not (older runs were not)
+        t = trainings.get(r["day"])
+        if r["retrain"] == "-" and t and t["trigger"].startswith("retrain_request"):
+            r["retrain"] = "requested"
+    _print_timeline(rows, trainings, onset, k)
     print(f"\nwall time {time.perf_counter() - t_start:.0f} s; work dir {work}")
     return 0
 
