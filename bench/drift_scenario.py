@@ -289,9 +289,8 @@ def main(argv: list[str] | None = None) -> int:
     k = load_training_config(settings)["evaluation"]["top_k"]
     trainings = trainings_from_registry(settings)
     rows = timeline(settings, first_step, last, k)
-    for r in rows:  # a training the monitoring triggered is a request, audited or not (older runs were not)
-        t = trainings.get(r["day"])
-        if r["retrain"] == "-" and t and t["trigger"].startswith("retrain_request"):
+    for r in rows:  # in the loop, train_model runs only on a request (audited or not: older runs were not)
+        if r["retrain"] == "-" and r["day"] in trainings:
             r["retrain"] = "requested"
     _print_timeline(rows, trainings, onset, k)
     print(f"\nwall time {time.perf_counter() - t_start:.0f} s; work dir {work}")
