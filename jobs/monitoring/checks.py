@@ -70,6 +70,7 @@ CHECKS = delta.TableSpec(
 STATUSES = ("ok", "warn", "alert", "skipped")
 SCORES_TABLE = "predictions.transaction_scores"
 FEATURES_TABLE = "features.transaction_features"
+PREDICTION_LOG_TABLE = "monitoring.prediction_log"
 
 
 @dataclass(frozen=True)
@@ -105,13 +106,14 @@ def worst(statuses) -> str:
 # ----------------------------------------------------------------------------------------- inputs
 
 
-def _read(settings: Settings, table: str, columns: list[str], column: str, day: date) -> pd.DataFrame:
+def _read(settings: Settings, table: str, columns: list[str], column: str, day: date | list[date]) -> pd.DataFrame:
+    """``columns`` of ``table``'s rows whose ``column`` is ``day`` (or one of the days of a list)."""
     from deltalake import DeltaTable
 
     if not delta.exists(settings, table):
         return pd.DataFrame(columns=columns)
-    data = DeltaTable(str(delta.path(settings, table))).to_pyarrow_table(columns=columns, filters=[(column, "=", day)])
-    return data.to_pandas()
+    where = (column, "in", day) if isinstance(day, list) else (column, "=", day)
+    return DeltaTable(str(delta.path(settings, table))).to_pyarrow_table(columns=columns, filters=[where]).to_pandas()
 
 
 def batch_features(settings: Settings, day: date) -> pd.DataFrame:
@@ -127,17 +129,10 @@ def served(settings: Settings, day: date) -> pd.DataFrame:
     midnight counts on its day): score, model version, and the feature vector as columns."""
     from datetime import timedelta
 
-    from deltalake import DeltaTable
-
-    name = "monitoring.prediction_log"
     columns = ["transaction_id", "tx_datetime", "score", "model_version", "features"]
-    frame = pd.DataFrame(columns=columns)
-    if delta.exists(settings, name):
-        around = [day - timedelta(days=1), day, day + timedelta(days=1)]
-        table = DeltaTable(str(delta.path(settings, name))).to_pyarrow_table(
-            columns=columns, filters=[("served_date", "in", around)]
-        )
-        frame = table.to_pandas()
+    around = [day - timedelta(days=1), day, day + timedelta(days=1)]
+    frame = _read(settings, PREDICTION_LOG_TABLE, columns, "served_date", around)
+    if not frame.empty:
         frame = frame[pd.to_datetime(frame["tx_datetime"], utc=True).dt.date == day].reset_index(drop=True)
     if frame.empty:
         return pd.DataFrame(columns=["transaction_id", "score", "model_version", *FEATURE_NAMES])
@@ -573,7 +568,7 @@ def staleness(settings: Settings, day: date, version: str | None, cfg: dict) -> 
 def health(settings: Settings, day: date, version: str | None, cfg: dict) -> list[Row]:
     """The scoring service's day from the prediction log: volume, fallbacks, p50 and p99 latency against SLOs."""
     c = cfg["health"]
-    frame = _read(settings, "monitoring.prediction_log", ["latency_ms", "path", "candidate_error"], "served_date", day)
+    frame = _read(settings, PREDICTION_LOG_TABLE, ["latency_ms", "path", "candidate_error"], "served_date", day)
     rows = [Row("served", "requests", "count", float(len(frame)), None, "ok" if len(frame) else "skipped")]
     if frame.empty:
         return rows
