@@ -14,11 +14,13 @@ import argparse
 import json
 import logging
 import sys
-from datetime import date
+from datetime import UTC, date, datetime
+
+import pyarrow as pa
 
 from jobs.config import Settings, get_settings
 from jobs.features.registry import FEATURE_SET_VERSION, FEATURES, KNOWN_FRAUD_HORIZON_DAYS, NO_KNOWN_FRAUD_DAYS
-from jobs.platform import gx
+from jobs.platform import delta, gx
 from jobs.platform.logs import setup_logging
 
 log = logging.getLogger(__name__)
@@ -28,39 +30,24 @@ class FeatureValidationError(RuntimeError):
     """The day's features broke at least one expectation."""
 
 
-VALIDATION_TABLE = "ops.feature_validation"
-
-
-def _spec():
-    import pyarrow as pa
-
-    from jobs.platform import delta
-
-    return delta.TableSpec(
-        VALIDATION_TABLE,
-        pa.schema(
-            [
-                pa.field("batch_date", pa.date32(), nullable=False),
-                pa.field("rows", pa.int64()),
-                pa.field("expectations", pa.int64()),
-                pa.field("failed", pa.int64()),
-                pa.field("failed_rules", pa.string()),  # JSON: rule -> its outcome
-                pa.field("validated_at", pa.timestamp("us", tz="UTC"), nullable=False),
-            ]
-        ),
-        ("batch_date",),
-    )
+VALIDATION = delta.TableSpec(  # each day's latest outcome, read by monitoring's data_quality
+    "ops.feature_validation",
+    pa.schema(
+        [
+            pa.field("batch_date", pa.date32(), nullable=False),
+            pa.field("rows", pa.int64()),
+            pa.field("expectations", pa.int64()),
+            pa.field("failed", pa.int64()),
+            pa.field("failed_rules", pa.string()),  # JSON: rule -> its outcome
+            pa.field("validated_at", pa.timestamp("us", tz="UTC"), nullable=False),
+        ]
+    ),
+    ("batch_date",),
+)
 
 
 def record_validation(settings: Settings, day: date, summary: dict, failed: dict) -> None:
     """The day's latest outcome in ``ops.feature_validation`` (one row per day; monitoring reads it)."""
-    from datetime import UTC, datetime
-
-    import pyarrow as pa
-
-    from jobs.platform import delta
-
-    spec = _spec()
     row = {
         "batch_date": day,
         "rows": summary["rows"],
@@ -69,14 +56,14 @@ def record_validation(settings: Settings, day: date, summary: dict, failed: dict
         "failed_rules": json.dumps(failed, default=str) if failed else None,
         "validated_at": datetime.now(UTC),
     }
-    delta.overwrite_where(settings, spec, pa.Table.from_pylist([row], schema=spec.schema), f"batch_date = '{day}'")
+    delta.overwrite_where(
+        settings, VALIDATION, pa.Table.from_pylist([row], schema=VALIDATION.schema), f"batch_date = '{day}'"
+    )
 
 
 def read_validation(settings: Settings, day: date) -> dict | None:
     """The day's recorded outcome (None: the day's features were never validated, e.g. backfilled)."""
-    from jobs.platform import delta
-
-    frame = delta.read(settings, _spec(), filters=[("batch_date", "=", day)]).to_pandas()
+    frame = delta.read(settings, VALIDATION, filters=[("batch_date", "=", day)]).to_pandas()
     return None if frame.empty else frame.iloc[-1].to_dict()
 
 
