@@ -16,11 +16,18 @@ import json
 from datetime import date, datetime
 
 from jobs.config import Settings, get_settings
+from jobs.features.build import FEATURES_TABLE
 from jobs.features.registry import FEATURE_NAMES
 from jobs.platform import delta
 from jobs.platform.tracking import Tag, mlflow_client
 
-FEATURES_TABLE = "features.transaction_features"
+APPROVAL_TAGS = {
+    "approved_by": Tag.APPROVED_BY,
+    "approved_at": Tag.APPROVED_AT,
+    "promoted_at": Tag.PROMOTED_AT,
+    "rejected_by": Tag.REJECTED_BY,
+    "rejected_at": Tag.REJECTED_AT,
+}
 
 
 def _plain(value):
@@ -52,6 +59,15 @@ def _batch_features(settings: Settings, transaction_id: str, batch_date) -> dict
     return {k: v for k, v in rows[0].items() if k != "transaction_id"} if rows else {}
 
 
+def decisions(tags: dict) -> dict:
+    """A version's gate decision and reasons, and who approved or rejected it and when (from its tags)."""
+    return {
+        "gate": tags.get(Tag.GATE_DECISION),
+        "gate_reasons": json.loads(tags.get(Tag.GATE_REASONS) or "[]"),
+        **{key: tags.get(tag) for key, tag in APPROVAL_TAGS.items()},
+    }
+
+
 def version_lineage(version: str, settings: Settings) -> dict:
     """What a model version was trained on and who let it serve."""
     from jobs.platform.tracking import mlflow_links
@@ -61,6 +77,7 @@ def version_lineage(version: str, settings: Settings) -> dict:
     mv = client.get_model_version(settings.mlflow.model_name, str(version))
     t = mv.tags
     run = client.get_run(mv.run_id)
+    decided = decisions(t)
     return {
         "version": str(version),
         "run_id": mv.run_id,
@@ -81,14 +98,8 @@ def version_lineage(version: str, settings: Settings) -> dict:
         "config_hash": t.get(Tag.CONFIG_HASH),
         "feature_set_version": t.get(Tag.FEATURE_SET_VERSION),
         "training_data_hash": t.get(Tag.FRAME_HASH),
-        "gate": {"decision": t.get(Tag.GATE_DECISION), "reasons": json.loads(t.get(Tag.GATE_REASONS) or "[]")},
-        "approval": {
-            "approved_by": t.get(Tag.APPROVED_BY),
-            "approved_at": t.get(Tag.APPROVED_AT),
-            "promoted_at": t.get(Tag.PROMOTED_AT),
-            "rejected_by": t.get(Tag.REJECTED_BY),
-            "rejected_at": t.get(Tag.REJECTED_AT),
-        },
+        "gate": {"decision": decided["gate"], "reasons": decided["gate_reasons"]},
+        "approval": {key: decided[key] for key in APPROVAL_TAGS},
         "links": mlflow_links(settings, mv.run_id, run.info.experiment_id),
         "audit": [
             {k: r[k] for k in ("at", "action", "decision", "actor", "reason")}

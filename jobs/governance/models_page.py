@@ -13,18 +13,18 @@ plugin only wires these two into Airflow's API server behind its login.
 from __future__ import annotations
 
 import html
-import json
-from datetime import date, timedelta
+from datetime import timedelta
 
 from jobs.config import Settings, get_settings
-from jobs.platform.tracking import Alias, Metric, Tag, mlflow_client
+from jobs.governance.explain import decisions
+from jobs.monitoring.checks import CHECKS, read_checks, worst
+from jobs.platform import delta
+from jobs.platform.tracking import Alias, Metric, Tag, mlflow_artifact_url, mlflow_client, mlflow_links
 
 DEPLOY_ACTIONS = ("deploy", "promote", "rollback", "approve")
 
 
 def _versions(settings: Settings, client) -> list[dict]:
-    from jobs.platform.tracking import mlflow_links
-
     name = settings.mlflow.model_name
     try:
         aliases_by_version: dict[str, list[str]] = {}
@@ -33,35 +33,25 @@ def _versions(settings: Settings, client) -> list[dict]:
         versions = client.search_model_versions(f"name = '{name}'")
     except Exception:  # no registered model yet
         return []
+    experiment = client.get_experiment_by_name(name)  # training logs every version's run there
+    experiment_id = experiment.experiment_id if experiment else None
     out = []
-    experiments: dict[str, str] = {}
     for mv in sorted(versions, key=lambda v: -int(v.version)):
         t = mv.tags
-        if mv.run_id not in experiments:
-            try:
-                experiments[mv.run_id] = client.get_run(mv.run_id).info.experiment_id
-            except Exception:
-                experiments[mv.run_id] = None
         out.append(
             {
                 "version": str(mv.version),
                 "aliases": sorted(aliases_by_version.get(str(mv.version), [])),
                 "created": mv.creation_timestamp,
-                "gate": t.get(Tag.GATE_DECISION),
-                "gate_reasons": json.loads(t.get(Tag.GATE_REASONS) or "[]"),
+                **decisions(t),
                 "compared_with": t.get(Tag.GATE_COMPARED_WITH),
-                "approved_by": t.get(Tag.APPROVED_BY),
-                "approved_at": t.get(Tag.APPROVED_AT),
-                "rejected_by": t.get(Tag.REJECTED_BY),
-                "rejected_at": t.get(Tag.REJECTED_AT),
-                "promoted_at": t.get(Tag.PROMOTED_AT),
                 "metrics": {
                     "auc": t.get(Tag.metric(Metric.TEST_AUC)),
                     "average_precision": t.get(Tag.metric(Metric.TEST_AP)),
                     "card_precision_at_100": t.get(Tag.metric(Metric.test_card_precision(100))),
                 },
                 "test_window": t.get(Tag.WINDOW_TEST),
-                "links": mlflow_links(settings, mv.run_id, experiments[mv.run_id]),
+                "links": mlflow_links(settings, mv.run_id, experiment_id),
                 "run_id": mv.run_id,
             }
         )
@@ -72,19 +62,18 @@ def champion_monitoring(settings: Settings, champion: dict | None, days: int = 7
     """The champion's last drift and performance checks, the open alerts (of the last ``days``
     checked days), and a link to the latest monitoring report logged to its run."""
     from jobs.monitoring.alerts import read_alerts
-    from jobs.monitoring.checks import read_checks
 
-    checks = read_checks(settings)
-    if champion is None or checks.empty:
+    checked_days = delta.read(settings, CHECKS, ["check_date"]).column("check_date").to_pylist()
+    if champion is None or not checked_days:
         return {"last_day": None, "checks": [], "alerts": [], "report": None}
-    last_day = max(checks["check_date"])
-    day_rows = checks[checks["check_date"] == last_day]
+    last_day = max(checked_days)
+    day_rows = read_checks(settings, last_day)
     summary = []
     for check in ("data_drift", "prediction_drift", "performance", "staleness", "data_quality", "health"):
         rows = day_rows[day_rows["check_name"] == check]
         if rows.empty:
             continue
-        status = next((s for s in ("alert", "warn", "ok", "skipped") if (rows["status"] == s).any()), "?")
+        status = worst(rows["status"])
         flagged = rows[rows["status"].isin(["alert", "warn"])]
         detail = "; ".join(
             f"{r.source}/{r.subject} {r.metric}={r.value:.3g}"
@@ -94,10 +83,7 @@ def champion_monitoring(settings: Settings, champion: dict | None, days: int = 7
         )
         summary.append({"check": check, "status": status, "detail": detail})
     alerts = read_alerts(settings)
-    since = last_day - timedelta(days=days - 1) if isinstance(last_day, date) else None
-    if not alerts.empty and since is not None:
-        alerts = alerts[alerts["alert_date"] >= since]
-    ui = settings.mlflow.ui_url.rstrip("/")
+    alerts = alerts[alerts["alert_date"] >= last_day - timedelta(days=days - 1)]
     return {
         "last_day": str(last_day),
         "checks": summary,
@@ -109,7 +95,7 @@ def champion_monitoring(settings: Settings, champion: dict | None, days: int = 7
             }
             for a in alerts.sort_values("alert_date", ascending=False).head(20).to_dict("records")
         ],
-        "report": f"{ui}/get-artifact?run_uuid={champion['run_id']}&path=monitoring/{last_day}/index.html",
+        "report": mlflow_artifact_url(settings, champion["run_id"], f"monitoring/{last_day}/index.html"),
     }
 
 

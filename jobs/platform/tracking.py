@@ -140,14 +140,18 @@ def experiment_id(settings: Settings) -> str:
     return client.create_experiment(settings.mlflow.model_name, artifact_location=location)
 
 
+def mlflow_artifact_url(settings: Settings, run_id: str, path: str) -> str:
+    """A run's artifact in the MLflow UI (``PIPELINE_MLFLOW_UI_URL``)."""
+    return f"{settings.mlflow.ui_url.rstrip('/')}/get-artifact?run_uuid={run_id}&path={path}"
+
+
 def mlflow_links(settings: Settings, run_id: str, experiment_id: str | None = None) -> dict[str, str]:
     """Links into the MLflow UI (``PIPELINE_MLFLOW_UI_URL``) for a training run: the run, its
     evaluation report and its model card."""
     ui = settings.mlflow.ui_url.rstrip("/")
-    artifact = f"{ui}/get-artifact?run_uuid={run_id}&path="
     run = f"{ui}/#/experiments/{experiment_id}/runs/{run_id}" if experiment_id else f"{ui}/#/runs/{run_id}"
     return {
         "run": run,
-        "evaluation": artifact + "evaluation/evaluation.html",
-        "model_card": artifact + "model_card/model_card.html",
+        "evaluation": mlflow_artifact_url(settings, run_id, "evaluation/evaluation.html"),
+        "model_card": mlflow_artifact_url(settings, run_id, "model_card/model_card.html"),
     }

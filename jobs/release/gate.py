@@ -23,7 +23,9 @@ from pathlib import Path
 from jobs.config import Settings, get_settings, load_training_config
 from jobs.evaluation import metrics, report
 from jobs.features.registry import FEATURE_SET_VERSION, features_matrix
-from jobs.platform.tracking import NO_CHAMPION, Alias, Tag, mlflow_client
+from jobs.platform.tracking import NO_CHAMPION, Alias, Tag, mlflow_client, mlflow_links
+from jobs.release import audit
+from jobs.release.approval import approval_request
 from jobs.release.decisions import GateDecision
 from jobs.release.registry import alias_version, load_booster, now_iso
 
@@ -159,10 +161,6 @@ def gate(ctx: dict, settings: Settings | None = None) -> dict:
     client.update_model_version(name, version, description=_description(evaluation, decision))
     Path(ctx["run_dir"], GATE_FILE).write_text(json.dumps(decision, indent=2))
     log.info("gate for %s v%s: %s (%s)", name, version, decision["decision"], "; ".join(decision["reasons"]))
-    from jobs.platform.tracking import mlflow_links
-    from jobs.release import audit
-    from jobs.release.approval import approval_request
-
     audit.record(
         "gate",
         decision["decision"],
