@@ -88,12 +88,9 @@ class Scenario:
         if bag.import_errors:
             raise SystemExit(f"DAG import errors: {bag.import_errors}")
         self.dags = bag.dags
-        self.timeline: list[dict] = []
 
     def run_dag(self, dag_id: str, day: date, conf: dict | None = None):
-        run = self.dags[dag_id].test(logical_date=datetime(day.year, day.month, day.day, tzinfo=UTC), run_conf=conf)
-        states = {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
-        return run, states
+        return self.dags[dag_id].test(logical_date=datetime(day.year, day.month, day.day, tzinfo=UTC), run_conf=conf)
 
     def champion(self) -> str | None:
         from jobs.monitoring.reference import champion_version
@@ -106,7 +103,7 @@ class Scenario:
 
         before = self.champion()
         t = time.perf_counter()
-        run, states = self.run_dag("train_model", day + timedelta(days=1), {"n_trials": self.args.trials, "n_folds": 1})
+        run = self.run_dag("train_model", day + timedelta(days=1), {"n_trials": self.args.trials, "n_folds": 1})
         client = mlflow_client(self.settings)
         name = self.settings.mlflow.model_name
         newest = max(client.search_model_versions(f"name = '{name}'"), key=lambda v: int(v.version))
@@ -161,33 +158,34 @@ class Scenario:
         score_day(day, self.settings)
 
     def monitor(self, day: date) -> dict:
-        """monitor_model for ``day``; what its checks and its retrain request said."""
-        from jobs.monitoring.checks import read_checks
-
-        run, states = self.run_dag("monitor_model", day, {"date": day.isoformat()})
-        checks = read_checks(self.settings, day)
-
-        def status(check: str, metric: str | None = None) -> str:
-            rows = checks[(checks["check_name"] == check) & (checks["source"] == "batch")]
-            if metric:
-                rows = rows[rows["metric"] == metric]
-            for level in ("alert", "warn", "ok"):
-                if (rows["status"] == level).any():
-                    return level
-            return "-"
-
-        drift_rows = checks[(checks["metric"] == "drifted_features") & (checks["source"] == "batch")]
+        """monitor_model for ``day``; what its checks said and the retraining it requested (or None)."""
+        run = self.run_dag("monitor_model", day, {"date": day.isoformat()})
         request = next(ti for ti in run.get_task_instances() if ti.task_id == "request_retraining")
         reason = request.xcom_pull(task_ids="request_retraining") if str(request.state) == "success" else None
-        return {
-            "monitor_state": str(run.state),
-            "data_drift": status("data_drift", "drifted_features"),
-            "drifted": (drift_rows["detail"].iloc[0] or "") if len(drift_rows) else "",
-            "prediction_drift": status("prediction_drift"),
-            "performance": status("performance"),
-            "retrain_requested": reason,
-            "retrain_skipped": str(request.state) == "skipped",
-        }
+        return {**verdicts(self.settings, day), "retrain_requested": reason}
+
+
+def verdicts(settings, day: date) -> dict:
+    """The day's batch verdicts in ``monitoring.checks``: data drift (and the drifted features),
+    prediction drift, performance; "-" for a check with nothing but skipped rows."""
+    from jobs.monitoring.checks import read_checks, worst
+
+    checks = read_checks(settings, day)
+    batch = checks[checks["source"] == "batch"]
+
+    def status(check: str, metric: str | None = None) -> str:
+        rows = batch[batch["check_name"] == check]
+        rows = rows[rows["metric"] == metric] if metric else rows
+        found = worst(rows["status"])
+        return "-" if found == "skipped" else found
+
+    verdict = batch[batch["metric"] == "drifted_features"]
+    return {
+        "data_drift": status("data_drift", "drifted_features"),
+        "drifted": (verdict["detail"].iloc[0] or "") if len(verdict) else "",
+        "prediction_drift": status("prediction_drift"),
+        "performance": status("performance"),
+    }
 
 
 def day_metrics(settings, day: date, k: int) -> dict:
@@ -308,7 +306,6 @@ def timeline(settings, first: date, last: date, k: int) -> list[dict]:
     """Per day, from what the pipeline recorded: the version that scored it, the drift, prediction-drift
     and performance verdicts (monitoring.checks), the retraining request or its hold
     (governance.audit_log), and the day's CP@k and AP against the labels known now."""
-    from jobs.monitoring.checks import read_checks
     from jobs.platform import delta
     from jobs.release import audit
     from jobs.scoring.batch import SCORES
@@ -320,24 +317,12 @@ def timeline(settings, first: date, last: date, k: int) -> list[dict]:
     rows = []
     day = first
     while day <= last:
-        checks = read_checks(settings, day)
-        batch = checks[checks["source"] == "batch"]
-
-        def status(check: str, metric: str | None = None, batch=batch) -> str:
-            rows_ = batch[batch["check_name"] == check]
-            rows_ = rows_[rows_["metric"] == metric] if metric else rows_
-            return next((s for s in ("alert", "warn", "ok") if (rows_["status"] == s).any()), "-")
-
-        verdict = batch[batch["metric"] == "drifted_features"]
         scores = delta.read(settings, SCORES, ["model_version"], filters=[("batch_date", "=", day)]).to_pandas()
         rows.append(
             {
                 "day": day,
                 "scored_by": scores["model_version"].mode().iloc[0] if len(scores) else None,
-                "data_drift": status("data_drift", "drifted_features"),
-                "drifted": (verdict["detail"].iloc[0] or "") if len(verdict) else "",
-                "prediction_drift": status("prediction_drift"),
-                "performance": status("performance"),
+                **verdicts(settings, day),
                 "retrain": requests.get(str(day), "-"),
                 **day_metrics(settings, day, k),
             }
