@@ -12,6 +12,7 @@ import pandas as pd
 from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
 
 SLICES = ("segment", "region", "merchant_category", "amount_bucket", "night", "weekend")
+PARITY_GROUPS = ("segment", "region")  # the customer groups whose alert and false-positive rates must be close
 
 
 def _safe(metric, y, s) -> float | None:
@@ -183,6 +184,51 @@ def slices(frame: pd.DataFrame, scores, overall_auc: float | None, margin: float
     return out
 
 
+def _gap(groups: list[dict], key: str) -> float | None:
+    """Largest minus smallest ``key`` over the groups with enough support (None with fewer than two)."""
+    values = [g[key] for g in groups if g["enough_support"] and g[key] is not None]
+    return float(max(values) - min(values)) if len(values) >= 2 else None
+
+
+def parity(frame: pd.DataFrame, scores, threshold: float | None, min_rows: int) -> dict:
+    """Alert rate and false-positive rate per customer segment and per region, at the alert threshold.
+
+    A transaction is alerted when its score reaches ``threshold`` (what serving and batch scoring
+    do). Per group: rows, alerts, alert rate, genuine rows, false positives and the false-positive
+    rate (alerted genuine rows over genuine rows). Per grouping, the **gaps** (largest minus smallest
+    rate) over the groups with at least ``min_rows`` rows: what the gate holds against its margins.
+    Groupings missing from ``frame`` are left out.
+    """
+    s = np.asarray(scores, dtype=float)
+    alerted = s >= threshold if threshold is not None else np.zeros(len(s), dtype=bool)
+    genuine = frame["label"].to_numpy() == 0
+    out = {}
+    for column in (c for c in PARITY_GROUPS if c in frame):
+        groups = []
+        for value, idx in frame.groupby(column, sort=True).indices.items():
+            a, g = alerted[idx], genuine[idx]
+            fp = int((a & g).sum())
+            groups.append(
+                {
+                    "value": str(value),
+                    "rows": int(len(idx)),
+                    "alerts": int(a.sum()),
+                    "alert_rate": float(a.mean()),
+                    "genuine": int(g.sum()),
+                    "false_positives": fp,
+                    "false_positive_rate": fp / int(g.sum()) if g.any() else None,
+                    "enough_support": len(idx) >= min_rows,
+                }
+            )
+
+        out[column] = {
+            "groups": groups,
+            "alert_rate_gap": _gap(groups, "alert_rate"),
+            "false_positive_rate_gap": _gap(groups, "false_positive_rate"),
+        }
+    return out
+
+
 def temporal(frame: pd.DataFrame, scores) -> dict:
     s = np.asarray(scores, dtype=float)
     days = []
@@ -213,5 +259,6 @@ def evaluate(frame: pd.DataFrame, scores, cfg: dict, slice_margin: float) -> dic
         "temporal": temporal(frame, scores),
         "alert_threshold": alert_threshold(frame, scores, ev["top_k"]),
     }
+    report["parity"] = parity(frame, scores, report["alert_threshold"]["threshold"], ev["min_parity_rows"])
     report["flagged_slices"] = [f"{s['slice']}={s['value']}" for s in report["slices"] if s["flagged"]]
     return report

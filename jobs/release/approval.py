@@ -73,24 +73,28 @@ def approval_request(
         o = overall or (report or {}).get("overall", {})
         cost = (report or {}).get("cost", {}) if overall is None else {}
         flagged = (report or {}).get("flagged_slices") if overall is None else None
+        parity = (report or {}).get("parity", {}) if overall is None else {}
+        gaps = " / ".join(fmt(parity.get(g, {}).get("false_positive_rate_gap")) for g in ("segment", "region"))
         return (
             f"| {name} | {fmt(o.get('auc'))} | {fmt(o.get('average_precision'))} | "
             f"{fmt(o.get('card_precision_at_k'), 3)} | {fmt(cost.get('net_savings'), 0)} | "
-            f"{'–' if flagged is None else (', '.join(flagged) or 'none')} |"
+            f"{'–' if flagged is None else (', '.join(flagged) or 'none')} | {gaps if parity else '–'} |"
         )
 
     k = evaluation["overall"].get("k", 100)
     rows = [
-        "| model | AUC | average precision | Card Precision@" + str(k) + " | net savings | flagged slices |",
-        "|---|---:|---:|---:|---:|---|",
+        "| model | AUC | average precision | Card Precision@"
+        + str(k)
+        + " | net savings | flagged slices | FPR gap segment / region |",
+        "|---|---:|---:|---:|---:|---|---|",
         row(f"**challenger v{version}**", evaluation),
     ]
     if champion_report is not None:
         rows.append(row(f"champion v{champion_version}", champion_report))
     elif champion_version:
-        rows.append(f"| champion v{champion_version} | not comparable on this window | | | | |")
+        rows.append(f"| champion v{champion_version} | not comparable on this window | | | | | |")
     else:
-        rows.append("| champion | none yet: this would be the first | | | | |")
+        rows.append("| champion | none yet: this would be the first | | | | | |")
     if evaluation.get("baseline"):
         rows.append(row("baseline (logistic regression)", None, evaluation["baseline"]))
     reasons = "".join(f"\n- {r}" for r in decision["reasons"])

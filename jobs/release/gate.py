@@ -6,7 +6,9 @@ champion is re-scored on the same rows): promote only if average precision impro
 of AUC, the robustness tests pass, the model beats the logistic-regression baseline on average
 precision and on Card Precision@k (by more than ``PIPELINE_BASELINE_CP_MARGIN``: the review budget is
 what the business spends), and the cost view's net savings reach ``PIPELINE_MIN_NET_SAVINGS`` (a
-model whose alerts cost more than the fraud they catch never serves). With no
+model whose alerts cost more than the fraud they catch never serves), and the gaps of alert rate and
+false-positive rate between customer segments, and between regions, stay within
+``PIPELINE_MAX_ALERT_RATE_GAP`` and ``PIPELINE_MAX_FPR_GAP``. With no
 champion, or one that is not comparable (another feature set, or trained on labels from after the
 test window starts), absolute floors (``PIPELINE_MIN_AUC``, ``PIPELINE_MIN_AP``) replace the
 comparison and the reasons say why. :func:`gate` records the decision and its reasons in the
@@ -97,6 +99,9 @@ def decide(challenger: dict, champion: dict | None, settings: Settings) -> dict:
             f"net savings {net:,.2f} on the test window (fraud caught minus review cost; floor "
             f"{gate_settings.min_net_savings:,.2f})",
         )
+    parity = challenger.get("parity")
+    if parity is not None:
+        check("fairness_parity", *parity_check(parity, gate_settings))
     if champion is None:
         auc = o["auc"] or 0.0
         check("first_model_min_auc", auc >= gate_settings.min_auc, f"AUC {auc:.4f} (floor {gate_settings.min_auc})")
@@ -133,6 +138,26 @@ def decide(challenger: dict, champion: dict | None, settings: Settings) -> dict:
         "flagged_slices": challenger.get("flagged_slices", []),
         "checked_at": now_iso(),
     }
+
+
+def parity_check(parity: dict, gate_settings) -> tuple[bool, str]:
+    """Alert-rate and false-positive-rate gaps between segments and between regions, against their margins."""
+    over, seen = [], []
+    for grouping, p in sorted(parity.items()):
+        for key, label, margin in (
+            ("false_positive_rate_gap", "FPR", gate_settings.max_fpr_gap),
+            ("alert_rate_gap", "alert-rate", gate_settings.max_alert_rate_gap),
+        ):
+            value = p.get(key)
+            if value is None:
+                continue
+            seen.append(f"{grouping} {label} gap {value:.4f}")
+            if value > margin:
+                over.append(f"{grouping} {label} gap {value:.4f} > {margin}")
+    if over:
+        return False, "; ".join(over)
+    margins = f"FPR {gate_settings.max_fpr_gap}, alert rate {gate_settings.max_alert_rate_gap}"
+    return True, (", ".join(seen) or "no group with enough rows to compare") + f" (margins: {margins})"
 
 
 def gate(ctx: dict, settings: Settings | None = None) -> dict:

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import brier_score_loss, roc_auc_score
 
-from jobs.evaluation.metrics import calibration, evaluate, slices, temporal
+from jobs.evaluation.metrics import calibration, evaluate, parity, slices, temporal
 from jobs.evaluation.robustness import robustness
 
 CFG = {
@@ -18,6 +18,7 @@ CFG = {
         "review_cost": 1.0,
         "amount_buckets": [0, 50, 1_000_000_000],
         "min_slice_frauds": 5,
+        "min_parity_rows": 50,
         "robustness": {"perturbation": 0.01, "max_mean_abs_change": 0.02, "extreme_amount": 10_000.0},
     }
 }
@@ -169,3 +170,47 @@ def test_evaluate_puts_the_parts_together_and_lists_flagged_slices():
     assert report["flagged_slices"] == ["segment=noisy_big"]
     assert report["overall"]["k"] == 5 and report["overall"]["card_precision_at_k"] == 1.0  # top 5 cards are frauds
     assert report["cost"]["alerts"] == 5
+
+
+def test_parity_counts_alerts_and_false_positives_per_segment_and_region():
+    # north: 100 genuine rows, 10 of them alerted; south: 100 genuine, none alerted; tiny: 10 rows, all alerted
+    rows = [("north", 0, 0.9)] * 10 + [("north", 0, 0.1)] * 90 + [("north", 1, 0.95)] * 5
+    rows += [("south", 0, 0.1)] * 100 + [("south", 1, 0.9)] * 5 + [("tiny", 0, 0.99)] * 10
+    frame = pd.DataFrame(rows, columns=["region", "label", "score"])
+    frame["segment"] = "all"
+    out = parity(frame, frame["score"], threshold=0.5, min_rows=50)
+    north, south, tiny = out["region"]["groups"]
+    assert (north["value"], north["alerts"], north["false_positives"], north["genuine"]) == ("north", 15, 10, 100)
+    assert north["false_positive_rate"] == 0.1 and north["alert_rate"] == 15 / 105
+    assert (south["false_positives"], south["false_positive_rate"], south["alert_rate"]) == (0, 0.0, 5 / 105)
+    assert tiny["false_positive_rate"] == 1.0 and not tiny["enough_support"]  # reported, not in the gaps
+    assert out["region"]["false_positive_rate_gap"] == pytest.approx(0.1)
+    assert out["region"]["alert_rate_gap"] == pytest.approx(10 / 105)
+    assert out["segment"]["false_positive_rate_gap"] is None  # one group: nothing to compare
+
+
+def test_permutation_benefit_credits_the_informative_feature_and_flags_noise():
+    from types import SimpleNamespace
+
+    import lightgbm as lgb
+
+    from jobs.evaluation.benefit import permutation_benefit
+    from jobs.features.registry import FEATURE_NAMES, features_matrix
+
+    rng = np.random.default_rng(0)
+
+    def part(n):
+        frame = pd.DataFrame({name: rng.random(n) for name in FEATURE_NAMES})
+        frame["label"] = (frame["tx_amount"] + 0.1 * rng.random(n) > 0.9).astype(int)  # only the amount matters
+        return frame
+
+    def fit(train):
+        data = lgb.Dataset(features_matrix(train), train["label"], params={"verbosity": -1})
+        return lgb.train({"objective": "binary", "verbosity": -1, "num_threads": 1, "seed": 1}, data, 30)
+
+    folds = [SimpleNamespace(train=part(2000), evaluate=part(1000)) for _ in range(2)]
+    out = permutation_benefit(folds, fit, n_repeats=2, seed=0, min_drop=0.01)
+    assert out["folds"] == 2 and set(out["features"]) == set(FEATURE_NAMES)
+    amount = out["features"]["tx_amount"]
+    assert amount["helps"] and amount["ap_drop_mean"] > 0.3
+    assert set(out["not_helping"]) == set(FEATURE_NAMES) - {"tx_amount"}

@@ -271,7 +271,14 @@ def test_gate_compares_with_a_comparable_champion_on_the_same_rows(mlflow_settin
     from jobs.release.registry import promote
 
     s = mlflow_settings.override(
-        gate={"promotion_margin": -1.0, "slice_margin": 1.0, "baseline_cp_margin": -1.0, "min_net_savings": -1e12}
+        gate={
+            "promotion_margin": -1.0,
+            "slice_margin": 1.0,
+            "baseline_cp_margin": -1.0,
+            "min_net_savings": -1e12,
+            "max_fpr_gap": 1.0,
+            "max_alert_rate_gap": 1.0,
+        }
     )  # any model passes: the comparison is the point
     frame = synthetic_frame(days=16)
     champion = _new_version(s, tmp_path / "champion", frame.head(800), seed=5)["version"]
@@ -288,12 +295,14 @@ def test_gate_compares_with_a_comparable_champion_on_the_same_rows(mlflow_settin
         "beats_baseline",
         "beats_baseline_card_precision",
         "net_savings",
+        "fairness_parity",
         "average_precision_gain",
         "no_slice_regression",
     }
     assert "vs champion" in checks["average_precision_gain"]["detail"]
     card = (Path(ctx["run_dir"]) / "model_card" / "model_card.md").read_text()
     assert f"champion v{champion} (same rows)" in card
+    assert "## Fairness: alert rate and false-positive rate by customer group" in card and "| region | " in card
 
 
 def test_a_stale_feature_set_version_is_refused(tmp_path):

@@ -146,7 +146,18 @@ def test_cost_view_counts_caught_fraud_amount_against_review_cost():
     assert cost["review_cost"] == 10.0 and cost["net_savings"] == 140.0
 
 
-def _report(ap, auc=0.9, robust=True, slice_aucs=None, baseline_ap=0.3, cp=0.3, baseline_cp=0.2, net_savings=500.0):
+def _report(
+    ap,
+    auc=0.9,
+    robust=True,
+    slice_aucs=None,
+    baseline_ap=0.3,
+    cp=0.3,
+    baseline_cp=0.2,
+    net_savings=500.0,
+    fpr_gap=0.002,
+    alert_rate_gap=0.01,
+):
     slices = [
         {
             "slice": "segment",
@@ -167,6 +178,10 @@ def _report(ap, auc=0.9, robust=True, slice_aucs=None, baseline_ap=0.3, cp=0.3, 
         "baseline": {"average_precision": baseline_ap, "card_precision_at_k": baseline_cp},
         "cost": {"net_savings": net_savings},
         "flagged_slices": [],
+        "parity": {
+            "segment": {"groups": [], "false_positive_rate_gap": 0.001, "alert_rate_gap": 0.005},
+            "region": {"groups": [], "false_positive_rate_gap": fpr_gap, "alert_rate_gap": alert_rate_gap},
+        },
     }
 
 
@@ -186,6 +201,19 @@ def test_gate_promotes_and_rejects_for_the_right_reasons(settings):
     assert fragile["decision"] == "rejected" and any("robustness" in r for r in fragile["reasons"])
     below_baseline = decide(_report(0.62, baseline_ap=0.65), _report(0.60), s)
     assert below_baseline["decision"] == "rejected" and any("beats_baseline" in r for r in below_baseline["reasons"])
+
+
+@pytest.mark.parametrize("first_model", [True, False])
+def test_gate_refuses_a_challenger_whose_groups_are_treated_unequally(settings, first_model):
+    s = settings.override(gate={"promotion_margin": 0.01, "max_fpr_gap": 0.01, "max_alert_rate_gap": 0.05})
+    champion = None if first_model else _report(0.60)
+    fair = decide(_report(0.7, fpr_gap=0.009, alert_rate_gap=0.049), champion, s)
+    assert fair["decision"] == "passed"
+    assert "region FPR gap 0.0090" in next(c["detail"] for c in fair["checks"] if c["check"] == "fairness_parity")
+    for gaps, named in (({"fpr_gap": 0.02}, "region FPR gap 0.0200 > 0.01"), ({"alert_rate_gap": 0.08}, "alert-rate")):
+        unfair = decide(_report(0.7, **gaps), champion, s)
+        assert unfair["decision"] == "rejected"
+        assert [r.split(":")[0] for r in unfair["reasons"]] == ["fairness_parity"] and named in unfair["reasons"][0]
 
 
 @pytest.mark.parametrize("first_model", [True, False])
