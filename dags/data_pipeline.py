@@ -3,7 +3,8 @@
 wait for the day's files -> ingest transactions -> ingest fraud reports -> reference snapshots
 -> dbt build (one task per model and per model's tests) -> features -> feature validation (Asset,
 with the day in its extra: batch_score runs on it) -> materialize the day's state into the online
-store (Asset).
+store (Asset), and, once a week, time each feature in the feature job (``ops.feature_costs``: the cost
+the model card shows next to each feature's benefit).
 
 Thin by design: every task calls one function of ``jobs``. The batch date is the run's logical date
 (``ds``); scheduled runs use data intervals, so the run for day D starts after D ends, and a backfill
@@ -145,8 +146,19 @@ def data_pipeline():
         outlet_events[ONLINE_STORE].extra = {"state_date": ds}
         return summary
 
+    @task(pool=SPARK_POOL)
+    def measure_feature_costs(ds: str | None = None) -> dict:
+        """Each feature's Spark time on the day just built, at most once a week (the model card shows it)."""
+        from datetime import date
+
+        from jobs.features.cost import ensure_recent
+
+        costs = ensure_recent(date.fromisoformat(ds))
+        return {k: costs[k] for k in ("day", "measured_at", "rows", "seconds_all_features")}
+
     ingested = wait_for_landing_files() >> ingest_transactions() >> ingest_fraud_reports() >> ingest_reference_data()
-    ingested >> dbt >> build_features() >> validate_features() >> materialize_online()
+    validated = ingested >> dbt >> build_features() >> validate_features()
+    validated >> [materialize_online(), measure_feature_costs()]
 
 
 data_pipeline()

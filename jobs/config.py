@@ -305,6 +305,21 @@ class GateSettings:
     min_ap: float = setting(
         "PIPELINE_MIN_AP", "0.5", "absolute average precision a first model needs", minimum=0, maximum=1
     )
+    max_fpr_gap: float = setting(
+        "PIPELINE_MAX_FPR_GAP",
+        "0.015",
+        "largest false-positive-rate gap (max minus min, at the alert threshold) allowed between customer segments, "
+        "and between regions",
+        minimum=0,
+        maximum=1,
+    )
+    max_alert_rate_gap: float = setting(
+        "PIPELINE_MAX_ALERT_RATE_GAP",
+        "0.02",
+        "largest alert-rate gap allowed between customer segments, and between regions",
+        minimum=0,
+        maximum=1,
+    )
     auto_approve: bool = setting(
         "PIPELINE_AUTO_APPROVE", "false", "skip the human approval of a promotion (demo and tests only)"
     )
@@ -489,6 +504,31 @@ def parse_shares(text: str) -> list[float]:
     return shares
 
 
+@dataclass(frozen=True)
+class MaintenanceSettings:
+    """Delta maintenance (the weekly ``maintain_lakehouse`` DAG): compaction and vacuum retention."""
+
+    vacuum_retention_hours: float = setting(
+        "PIPELINE_VACUUM_RETENTION_HOURS",
+        "168",
+        "VACUUM keeps removed files this long (hours) at least; longer where a registered model pins an older version",
+        minimum=0,
+    )
+    vacuum_safety_margin_s: float = setting(
+        "PIPELINE_VACUUM_SAFETY_MARGIN_S",
+        "600",
+        "extra retention (seconds) on top of a pinned version's age, for clock skew and the time until VACUUM starts",
+        minimum=0,
+    )
+    optimize: bool = setting("PIPELINE_OPTIMIZE", "true", "compact small files (OPTIMIZE) before vacuuming")
+    vacuum_full: bool = setting(
+        "PIPELINE_VACUUM_FULL",
+        "false",
+        "VACUUM FULL: also delete files no commit references (orphans of failed writes); lists every directory, "
+        "slower (LITE reads the Delta log only)",
+    )
+
+
 STRATEGIES = ("progressive", "canary", "shadow", "direct")
 
 
@@ -509,6 +549,7 @@ class Settings:
     serving: ServingSettings
     deploy: DeploySettings
     monitoring: MonitoringSettings
+    maintenance: MaintenanceSettings
 
     def __post_init__(self) -> None:
         if self.training.gap_days < self.data.label_maturity_days:

@@ -90,6 +90,30 @@ def _table(rows: list[dict], columns: list[str]) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
+def feature_worth(report: dict) -> list[dict]:
+    """One row per feature: split-gain share, benefit (permutation AP drop on the folds) and cost (feature job).
+
+    Sorted by benefit, largest first; features without a benefit (no usable fold) last.
+    """
+    gains = report.get("feature_importance", {})
+    total = sum(gains.values()) or 1.0
+    benefit = (report.get("feature_benefit") or {}).get("features", {})
+    cost = (report.get("feature_cost") or {}).get("features", {})
+    rows = [
+        {
+            "feature": name,
+            "gain_share": gains.get(name, 0.0) / total,
+            "ap_drop_mean": benefit.get(name, {}).get("ap_drop_mean"),
+            "ap_drop_std": benefit.get(name, {}).get("ap_drop_std"),
+            "helps": benefit.get(name, {}).get("helps"),
+            "seconds_alone": cost.get(name, {}).get("seconds_alone"),
+            "attributed_seconds": cost.get(name, {}).get("attributed_seconds"),
+        }
+        for name in gains or benefit
+    ]
+    return sorted(rows, key=lambda r: (r["ap_drop_mean"] is None, -(r["ap_drop_mean"] or 0.0)))
+
+
 def render_html(title: str, report: dict, comparisons: dict[str, dict] | None = None) -> str:
     """A self-contained HTML page of an evaluation report (``comparisons``: other models' overall)."""
     overall = [{"model": "this model", **report["overall"]}]
@@ -114,6 +138,50 @@ def render_html(title: str, report: dict, comparisons: dict[str, dict] | None = 
         f"<p>Average-precision trend: {report['temporal']['average_precision_trend_per_day']} per day</p>",
         _table(report["temporal"]["per_day"], ["day", "rows", "frauds", "auc", "average_precision"]),
     ]
+    if report.get("parity"):
+        parts.append("<h2>Fairness: alert rate and false-positive rate by customer group</h2>")
+        for grouping, p in sorted(report["parity"].items()):
+            parts += [
+                f"<p>{html.escape(grouping)}: alert-rate gap {p['alert_rate_gap']}, "
+                f"false-positive-rate gap {p['false_positive_rate_gap']}</p>",
+                _table(
+                    p["groups"],
+                    [
+                        "value",
+                        "rows",
+                        "alerts",
+                        "alert_rate",
+                        "false_positives",
+                        "false_positive_rate",
+                        "enough_support",
+                    ],
+                ),
+            ]
+    if report.get("feature_benefit"):
+        cost = report.get("feature_cost")
+        measured = (
+            f"cost measured on {cost['day']} ({cost['rows']} transactions, all features {cost['seconds_all_features']:.2f} s)"
+            if cost
+            else "cost not measured yet (python -m jobs.features.cost)"
+        )
+        parts += [
+            "<h2>Features: benefit and cost</h2>",
+            f"<p>Benefit: {html.escape(report['feature_benefit']['method'])}; "
+            f"not helping: {html.escape(', '.join(report['feature_benefit']['not_helping']) or 'none')}. "
+            f"{html.escape(measured)}.</p>",
+            _table(
+                feature_worth(report),
+                [
+                    "feature",
+                    "gain_share",
+                    "ap_drop_mean",
+                    "ap_drop_std",
+                    "helps",
+                    "seconds_alone",
+                    "attributed_seconds",
+                ],
+            ),
+        ]
     if "robustness" in report:
         parts += [
             "<h2>Robustness</h2>",

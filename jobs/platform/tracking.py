@@ -72,6 +72,9 @@ class Tag:
     ROLLED_BACK_AT = "rolled_back_at"
     ROLLED_BACK_BY = "rolled_back_by"
     APPROVAL = "approval"
+    ARCHIVED = "archived"  # "true": retired for good; Delta maintenance no longer keeps the versions it pinned
+    ARCHIVED_BY = "archived_by"
+    ARCHIVED_AT = "archived_at"
     REJECTED_BY = "rejected_by"
     REJECTED_AT = "rejected_at"
     # deployment (deploy_model): the outcome on the version
@@ -106,6 +109,7 @@ class Metric:
     BASELINE_AP = "baseline_average_precision"
     ROBUSTNESS_PASSED = "robustness_passed"
     FLAGGED_SLICES = "flagged_slices"
+    FEATURES_NOT_HELPING = "features_not_helping"  # permutation importance on the folds not above the floor
     # the score at or above which serving and batch scoring alert: chosen on the test window so that
     # alerts per day match the review budget k (jobs.evaluation.metrics.alert_threshold)
     ALERT_THRESHOLD = "alert_threshold"

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from jobs.config import Settings
+from jobs.evaluation.report import feature_worth
 from jobs.features.registry import BY_NAME
 from jobs.platform.tracking import Tag, mlflow_client
 
@@ -50,16 +51,42 @@ def model_card_markdown(
         f"| {c['check']} | {'pass' if c['passed'] else '**fail**'} | {c['detail']} |"
         for c in decision.get("checks", [])
     )
+    fairness = "\n".join(
+        f"| {grouping} | {g['value']} | {g['rows']} | {g['alerts']} | {f(g['alert_rate'])} | {g['false_positives']} | "
+        f"{f(g['false_positive_rate'])} | {'' if g['enough_support'] else 'too few rows'} |"
+        for grouping, p in sorted(report.get("parity", {}).items())
+        for g in p["groups"]
+    )
+    gaps = "; ".join(
+        f"{grouping}: alert-rate gap {f(p['alert_rate_gap'])}, FPR gap {f(p['false_positive_rate_gap'])}"
+        for grouping, p in sorted(report.get("parity", {}).items())
+    )
     gains = report.get("feature_importance", {})
-    total = sum(gains.values()) or 1.0
 
     def governance(name: str) -> str:
         f = BY_NAME.get(name)
         return f"{f.owner} | {'yes' if f.pii else 'no'}" if f else " | "
 
+    def seconds(v) -> str:
+        return "n/a" if v is None else f"{v:.3f}"
+
+    def helps(r) -> str:
+        return "n/a" if r["helps"] is None else ("yes" if r["helps"] else "**no**")
+
     importance = "\n".join(
-        f"| {i} | `{name}` | {gain / total:.1%} | {governance(name)} | {BY_NAME[name].description if name in BY_NAME else ''} |"
-        for i, (name, gain) in enumerate(sorted(gains.items(), key=lambda kv: -kv[1]), start=1)
+        f"| {i} | `{r['feature']}` | {r['gain_share']:.1%} | {f(r['ap_drop_mean'])} | {helps(r)} | "
+        f"{seconds(r['seconds_alone'])} | {governance(r['feature'])} | "
+        f"{BY_NAME[r['feature']].description if r['feature'] in BY_NAME else ''} |"
+        for i, r in enumerate(feature_worth(report), start=1)
+    )
+    worth = report.get("feature_benefit") or {}
+    measured = report.get("feature_cost")
+    cost_note = (
+        f"Cost: Spark seconds to compute the feature alone in the feature job, measured on {measured['day']} "
+        f"({measured['rows']} transactions; all {len(measured['features'])} features together "
+        f"{measured['seconds_all_features']:.2f} s)."
+        if measured
+        else "Cost: not measured yet (`python -m jobs.features.cost`)."
     )
     return f"""# Model card: {settings.mlflow.model_name} version {ctx["version"]}
 
@@ -103,13 +130,15 @@ alerts match the review budget of {at.get("k")} cards a day ({at.get("alerts_per
 {at.get("days")} days, between {at.get("alerts_per_day", {}).get("min", "n/a")} and {at.get("alerts_per_day", {}).get("max", "n/a")}).
 Average-precision trend over the test days: {report["temporal"]["average_precision_trend_per_day"]} per day.
 
-## Features by importance
-Share of the total split gain of the booster, over the {len(gains)} features of feature set
-`{tags.get(Tag.FEATURE_SET_VERSION)}` (definitions in the feature registry; a report counts in a feature
-only from the end of the day its file covers).
+## Features: benefit and cost
+The {len(gains)} features of feature set `{tags.get(Tag.FEATURE_SET_VERSION)}` (definitions in the feature registry; a
+report counts in a feature only from the end of the day its file covers), by benefit. Gain share: of the booster's
+total split gain. Benefit: {worth.get("method", "n/a")}, {worth.get("folds", 0)} fold(s) x {worth.get("repeats", 0)}
+shuffles; a feature whose mean drop is not above {worth.get("min_drop", "n/a")} does **not help** (not helping:
+{", ".join(f"`{n}`" for n in worth.get("not_helping", [])) or "none"}). {cost_note}
 
-| rank | feature | gain share | owner | personal data | definition |
-|---|---|---|---|---|---|
+| rank | feature | gain share | AP drop when shuffled | helps | cost (s) | owner | personal data | definition |
+|---|---|---|---|---|---|---|---|---|
 {importance}
 
 ## Metrics by slice
@@ -118,6 +147,15 @@ A slice is flagged when its AUC is more than {settings.gate.slice_margin} below 
 | slice | value | support | frauds | AUC | AP | |
 |---|---|---|---|---|---|---|
 {slices}
+
+## Fairness: alert rate and false-positive rate by customer group
+At the alert threshold, per customer segment and region of the test window. Gaps (largest minus smallest, groups
+with enough rows): {gaps or "n/a"}. The gate refuses a model whose FPR gap exceeds {settings.gate.max_fpr_gap} or
+whose alert-rate gap exceeds {settings.gate.max_alert_rate_gap} (`PIPELINE_MAX_FPR_GAP`, `PIPELINE_MAX_ALERT_RATE_GAP`).
+
+| grouping | group | rows | alerts | alert rate | false positives | FPR | |
+|---|---|---|---|---|---|---|---|
+{fairness}
 
 ## Robustness
 | test | kind | what | value | result |

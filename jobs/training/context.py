@@ -53,6 +53,17 @@ def load_booster(ctx: dict):
     return lgb.Booster(model_file=str(Path(ctx["run_dir"], MODEL_FILE)))
 
 
+def fit_final(train, cfg: dict, config: dict, rounds: int, seed: int):
+    """The booster of one configuration on ``train`` (the final fit, the benefit folds, ``reproduce``)."""
+    import lightgbm as lgb
+
+    from jobs.features.registry import features_matrix
+
+    params = {**cfg["fixed_params"], **config, "seed": seed}
+    data = lgb.Dataset(features_matrix(train), train["label"].to_numpy(), params={"verbosity": -1})
+    return lgb.train(params, data, num_boost_round=rounds)
+
+
 def config_hash(cfg: dict, settings: Settings, extra: dict | None = None) -> str:
     """Hash of everything that shapes a model besides the data: the YAML, windows, trials, seed."""
     hashed = {name: get(settings) for name, get in _HASHED_SETTINGS.items()}

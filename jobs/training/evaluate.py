@@ -12,11 +12,12 @@ import time
 from pathlib import Path
 
 from jobs.config import Settings, get_settings, load_training_config
-from jobs.evaluation import baseline, metrics, report, robustness
+from jobs.evaluation import baseline, benefit, metrics, report, robustness
 from jobs.evaluation.profile import REFERENCE_FILE, build_reference
+from jobs.features.cost import latest_costs
 from jobs.features.registry import FEATURE_NAMES, features_matrix
 from jobs.platform.tracking import Metric, mlflow_client
-from jobs.training.context import load_booster, save_ctx
+from jobs.training.context import fit_final, load_booster, save_ctx
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,7 @@ def stage_evaluate(ctx: dict, settings: Settings | None = None) -> dict:
 
     settings = settings or get_settings()
     margin, seed = settings.gate.slice_margin, settings.training.seed
-    _, _, main, _ = load_training_set(Path(ctx["run_dir"]))
+    _, _, main, folds = load_training_set(Path(ctx["run_dir"]))
     cfg = load_training_config(settings)
     booster = load_booster(ctx)
 
@@ -56,6 +57,15 @@ def stage_evaluate(ctx: dict, settings: Settings | None = None) -> dict:
         (result["overall"]["average_precision"] or 0) > (base_report["overall"]["average_precision"] or 0)
     )
     result["feature_importance"] = importance(booster)
+    worth = cfg["evaluation"]["feature_benefit"]
+    result["feature_benefit"] = benefit.permutation_benefit(
+        folds,
+        lambda train: fit_final(train, cfg, ctx["best_config"], ctx["best_rounds"], seed),
+        worth["repeats"],
+        seed,
+        worth["min_ap_drop"],
+    )
+    result["feature_cost"] = latest_costs(settings)
     out = Path(ctx["run_dir"], EVALUATION_DIR)
     js, page = report.write_report(
         result,
@@ -87,6 +97,7 @@ def stage_evaluate(ctx: dict, settings: Settings | None = None) -> dict:
         Metric.ROBUSTNESS_PASSED: float(all(t["passed"] for t in result["robustness"])),
         Metric.FLAGGED_SLICES: float(len(result["flagged_slices"])),
         Metric.ALERT_THRESHOLD: result["alert_threshold"]["threshold"],
+        Metric.FEATURES_NOT_HELPING: float(len(result["feature_benefit"]["not_helping"])),
     }
     now = int(time.time() * 1000)
     client.log_batch(

@@ -25,15 +25,15 @@ import time
 from datetime import UTC, date, datetime
 from pathlib import Path
 
-import pandas as pd
-
 from jobs.config import Settings, get_settings, load_training_config
 from jobs.features.registry import FEATURE_SET_VERSION, features_matrix
 from jobs.platform.logs import setup_logging
 from jobs.platform.tracking import Metric, Tag, experiment_id, mlflow_client
-from jobs.training.context import MODEL_FILE, config_hash, git_commit, load_ctx, run_dir_for, save_ctx
+from jobs.training.context import MODEL_FILE, config_hash, fit_final, git_commit, load_ctx, run_dir_for, save_ctx
 
 log = logging.getLogger(__name__)
+
+TRAINING_CONFIG_ARTIFACT = "training_set/training_config.json"  # the YAML as this training read it
 
 
 def _param(k, v):
@@ -122,6 +122,7 @@ def stage_build(
         ],
     )
     client.log_dict(run.info.run_id, manifest, "training_set/manifest.json")
+    client.log_dict(run.info.run_id, cfg, TRAINING_CONFIG_ARTIFACT)  # what `reproduce` refits with
     ctx = {
         "key": key,
         "run_dir": str(run_dir),
@@ -136,14 +137,6 @@ def stage_build(
 def _days(window: list[str]) -> int:
     """Length in days of a ``[start, end]`` window (both inclusive) of the stored plan."""
     return (date.fromisoformat(window[1]) - date.fromisoformat(window[0])).days + 1
-
-
-def fit_final(train: pd.DataFrame, cfg: dict, config: dict, rounds: int, seed: int):
-    import lightgbm as lgb
-
-    params = {**cfg["fixed_params"], **config, "seed": seed}
-    data = lgb.Dataset(features_matrix(train), train["label"].to_numpy(), params={"verbosity": -1})
-    return lgb.train(params, data, num_boost_round=rounds)
 
 
 def pip_requirements() -> list[str]:

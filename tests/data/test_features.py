@@ -268,3 +268,21 @@ def test_feature_validation_passes_the_job_output_and_names_what_breaks(marts, s
     result = validate_frame(broken, expected_rows=len(frame) + 1)
     failed = {rule for rule, outcome in result["rules"].items() if not outcome["success"]}
     assert failed == {"terminal_risk_7d_in_range", "customer_nb_tx_1d_not_null", "rows_equal_accepted_transactions"}
+
+
+def test_feature_costs_time_each_feature_on_a_real_day_and_a_remeasure_replaces_the_day(marts, settings, spark):
+    from jobs.features.cost import COSTS_TABLE, SPEC, ensure_recent, latest_costs, measure
+    from jobs.features.registry import FEATURE_SET_VERSION
+    from jobs.platform import delta
+
+    day = marts[-1]
+    first = measure(day, settings)
+    assert first["day"] == str(day) and first["rows"] > 0 and set(first["features"]) == set(FEATURE_NAMES)
+    assert all(f["seconds_alone"] > 0 for f in first["features"].values())
+    attributed = sum(f["attributed_seconds"] for f in first["features"].values())
+    assert abs(attributed - first["seconds_all_features"]) < 1e-6  # the whole set's time, split by the alone times
+    assert ensure_recent(day, settings) == first  # measured less than a week ago: not again
+    second = measure(day, settings)
+    assert latest_costs(settings) == second and second["measured_at"] > first["measured_at"]
+    rows = delta.read(settings, SPEC).to_pandas()
+    assert len(rows) == len(FEATURE_NAMES) and set(rows["feature_set_version"]) == {FEATURE_SET_VERSION}, COSTS_TABLE
