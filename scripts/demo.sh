@@ -49,6 +49,12 @@ print(f'review queue of $LAST: {len(a)} cards; the first three:')
 print(a.sort_values('rank').head(3)[['rank', 'customer_id', 'score', 'reason_codes']].to_string(index=False))"
   echo "==> [$(elapsed)] the scoring service (python -m serving): three transactions of $TRAIN_DAY"
   python scripts/demo_serve.py "$TRAIN_DAY" 2>>"$LOG" || { tail -40 "$LOG"; exit 1; }
+  echo "==> [$(elapsed)] reproduce the champion from its pinned Delta versions (python -m jobs.governance reproduce champion)"
+  python -m jobs.governance reproduce champion 2>>"$LOG" | python -c "import json, sys; r = json.load(sys.stdin)
+t, m = r['training_set'], r['metrics']
+print(f\"v{r['version']}: training set {t['rebuilt_hash']} (recorded {t['recorded_hash']}), \" + ', '.join(
+    f\"{k} {v['reproduced']:.4f} ({'same' if v['match'] else 'DIFFERS from ' + str(v['registered'])})\" for k, v in m.items())
+    + f\"; reproduced: {r['reproduced']}\")" || { tail -40 "$LOG"; exit 1; }
 else
   echo "==> no servable champion (see the gate above): the scoring service is not started"
 fi
