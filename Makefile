@@ -3,7 +3,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 ENV := . scripts/env.sh &&
 
-.PHONY: help setup jars demo train mlflow-ui test up down status bench lint format clean dbt-build dbt-docs bench-pipeline bench-train bench-quality serve score monitor bento bench-serving bench-monitor bench-drift explain deploy rollback audit
+.PHONY: help setup jars demo train mlflow-ui test up down status bench lint format clean dbt-build dbt-docs bench-pipeline bench-train bench-quality serve score monitor bento bench-serving bench-monitor bench-drift explain reproduce maintain deploy rollback audit
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -43,6 +43,12 @@ audit: setup ## the audit trail of model decisions (governance.audit_log); VERSI
 
 explain: setup ## which model version scored a transaction, on what it was trained, who approved it (TX=<transaction_id>)
 	@$(ENV) python -m jobs.governance explain-decision $(TX)
+
+reproduce: setup ## rebuild a model version's training set from its pinned Delta versions, refit, compare (V=<version>; default: the champion)
+	@$(ENV) python -m jobs.governance reproduce $(or $(V),champion)
+
+maintain: setup ## Delta maintenance now (OPTIMIZE, VACUUM) without Airflow, keeping every version a registered model pins
+	@$(ENV) python -m jobs.governance.lakehouse
 
 score: setup ## batch-score one day without Airflow: DATE=YYYY-MM-DD (predictions.transaction_scores, predictions.daily_alerts)
 	@$(ENV) python -m jobs.scoring.batch --date $(DATE)

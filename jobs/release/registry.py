@@ -225,6 +225,26 @@ def rollback(approver: str, settings: Settings | None = None) -> dict:
     return out
 
 
+def archive(version: str, by: str, settings: Settings | None = None) -> dict:
+    """Retire a version for good: tagged ``archived=true``, so Delta maintenance may vacuum what it pinned.
+
+    Refused while an alias (champion, candidate, challenger, previous champion) points at it: the
+    version may still serve, or be rolled back to. An archived version can no longer be reproduced
+    once the next ``maintain_lakehouse`` run has vacuumed its data.
+    """
+    settings = settings or get_settings()
+    client = mlflow_client(settings)
+    name = settings.mlflow.model_name
+    mv = client.get_model_version(name, str(version))
+    if mv.aliases:
+        raise ValueError(f"version {version} is {', '.join(mv.aliases)}: move the alias before archiving it")
+    at = now_iso()
+    for k, v in {Tag.ARCHIVED: "true", Tag.ARCHIVED_BY: by, Tag.ARCHIVED_AT: at}.items():
+        client.set_model_version_tag(name, str(version), k, v)
+    audit.record("archive", "done", by, str(version), key=f"archive/{version}", settings=settings)
+    return {"version": str(version), Tag.ARCHIVED: True, Tag.ARCHIVED_BY: by, Tag.ARCHIVED_AT: at}
+
+
 def load_booster(alias: str = Alias.CHAMPION, settings: Settings | None = None):
     """The LightGBM booster behind ``alias`` (the model itself, not a pyfunc wrapper), or None if unset."""
     import mlflow
@@ -276,6 +296,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--approver", required=True)
     r = sub.add_parser("rollback", help="champion := previous champion (ends a rollout in progress)")
     r.add_argument("--approver", required=True)
+    x = sub.add_parser("archive", help="retire a version: Delta maintenance may then vacuum the data it pinned")
+    x.add_argument("--version", required=True)
+    x.add_argument("--approver", required=True, help="who archives it (recorded in the audit log)")
     a = sub.add_parser("audit", help="the audit trail (governance.audit_log), oldest first")
     a.add_argument("--version", help="only this model version")
     args = parser.parse_args(argv)
@@ -285,6 +308,8 @@ def main(argv: list[str] | None = None) -> int:
             out = status()
         elif args.command == "promote":
             out = promote(args.version, args.approver)
+        elif args.command == "archive":
+            out = archive(args.version, args.approver)
         elif args.command == "audit":
             out = audit.read(args.version)
         else:

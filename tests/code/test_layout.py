@@ -39,8 +39,9 @@ ALLOWED = {
     # rolls a version out through the registry (release), judges it by the prediction log (scoring); the
     # Bento is tagged with the commit as training records it (training.context)
     "deployment": {"config", "platform", "features", "evaluation", "release", "scoring", "training"},
-    # the auditor's answers and the Models page read everything below (registry, scores, checks)
-    "governance": {"config", "platform", "features", "evaluation", "release", "scoring", "monitoring"},
+    # the auditor's answers and the Models page read everything below (registry, scores, checks);
+    # `reproduce` retrains a version (training)
+    "governance": {"config", "platform", "features", "evaluation", "release", "scoring", "monitoring", "training"},
 }
 CLIS = [
     "jobs.data.simulate",
@@ -49,6 +50,7 @@ CLIS = [
     "jobs.data.backfill",
     "jobs.features.build",
     "jobs.features.validate",
+    "jobs.features.cost",
     "jobs.training.train",
     "jobs.release.registry",
     "jobs.platform.lakehouse",
@@ -56,6 +58,7 @@ CLIS = [
     "jobs.monitoring.checks",
     "jobs.monitoring.report",
     "jobs.governance",
+    "jobs.governance.lakehouse",
 ]
 
 

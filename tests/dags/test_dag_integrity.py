@@ -23,7 +23,14 @@ def dagbag():
 
 def test_no_import_errors(dagbag):
     assert dagbag.import_errors == {}
-    assert set(dagbag.dags) == {"data_pipeline", "train_model", "batch_score", "deploy_model", "monitor_model"}
+    assert set(dagbag.dags) == {
+        "data_pipeline",
+        "train_model",
+        "batch_score",
+        "deploy_model",
+        "monitor_model",
+        "maintain_lakehouse",
+    }
     assert not any(p.endswith("assets.py") for p in dagbag.file_last_changed)  # .airflowignore: not a DAG file
 
 
@@ -147,7 +154,9 @@ def test_data_pipeline_shape(dagbag, settings):
     assert all(s.mode == "reschedule" and not s.deferrable for s in sensors)  # dag.test() runs tasks one at a time
     spark_tasks = {t.task_id for t in dag.tasks if t.pool == settings.airflow.spark_pool}
     # ingestion runs without a JVM (delta-rs): only the dbt producer and the feature tasks hold the Spark slot
-    assert spark_tasks == {"dbt.dbt_producer_watcher", "build_features", "validate_features"}
+    assert spark_tasks == {"dbt.dbt_producer_watcher", "build_features", "validate_features", "measure_feature_costs"}
+    # the weekly cost measurement runs on validated features only
+    assert dag.get_task("measure_feature_costs").upstream_task_ids == {"validate_features"}
     # The feature Asset is updated only once validation passed; the dbt run labels as of the run date.
     assert [a.name for a in dag.get_task("validate_features").outlets] == ["features.transaction_features"]
     assert dag.get_task("build_features").outlets == []
@@ -190,6 +199,15 @@ def test_train_model_shape(dagbag, settings):
     assert {"last_test_day", "train_days", "gap_days", "test_days", "n_folds", "n_trials"} <= set(dag.params)
     # training reads the pinned Delta versions with delta-rs: no task of train_model waits for the Spark slot
     assert all(t.pool != settings.airflow.spark_pool for t in dag.tasks)
+
+
+def test_maintain_lakehouse_shape(dagbag, settings):
+    """Weekly, before Monday's training; the Spark work in the one-slot pool; retention a UI parameter."""
+    dag = dagbag.dags["maintain_lakehouse"]
+    assert dag.timetable.expression == "0 4 * * 0" and not dag.catchup
+    assert [t.task_id for t in dag.topological_sort()] == ["plan", "optimize_and_vacuum"]
+    assert dag.get_task("optimize_and_vacuum").pool == settings.airflow.spark_pool
+    assert dag.params["retention_hours"] == settings.maintenance.vacuum_retention_hours
 
 
 def test_train_model_says_why_it_runs():

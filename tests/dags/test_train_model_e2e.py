@@ -299,7 +299,10 @@ def test_a_person_rejects_then_no_one_answers_and_neither_version_serves(
     assert answer["body"]["chosen_options"] == ["Reject"] and answer["body"]["responded_by"]["name"] == "model_owner"
     request = answer["request"]  # what the model owner saw: a table and links, not a dict
     assert request["assigned_users"] == [{"id": "model_owner", "name": "model_owner"}]
-    assert "| model | AUC | average precision | Card Precision@100 | net savings | flagged slices |" in request["body"]
+    assert (
+        "| model | AUC | average precision | Card Precision@100 | net savings | flagged slices | FPR gap segment / region |"
+        in request["body"]
+    )
     assert f"| champion v{champion} |" in request["body"] and "[Model card](http" in request["body"]
     assert run.state == "success", states
     assert (states["approve_promotion"], states["promote"], states["record_outcome"]) == (
@@ -363,3 +366,81 @@ def test_a_run_that_fails_before_the_gate_says_so_and_fails(airflow_db, feature_
     assert states["record_outcome"] == "success"
     assert _xcom(run, "record_outcome") == {"outcome": "failed before the gate"}
     assert time.monotonic() - started < 120  # no five-minute retry of a training set that cannot be built
+
+
+def test_the_champion_reproduces_and_lakehouse_maintenance_keeps_it_so(
+    airflow_db, feature_history, training_settings, load_dag, monkeypatch, tmp_path
+):
+    """``reproduce`` rebuilds the champion exactly; then, on a copy of the lakehouse with newer commits on
+    its pinned tables, ``maintain_lakehouse`` (retention 0) vacuums what nobody pins and keeps what the
+    champion pins: it still reproduces. Without the pins, the same VACUUM would have broken it."""
+    import shutil
+
+    from deltalake import DeltaTable
+
+    from jobs.governance.lakehouse import TablePlan, maintain_table, unreadable_pins
+    from jobs.governance.reproduce import reproduce
+    from jobs.platform import delta
+    from jobs.platform.opslog import LOG_TABLE
+    from jobs.platform.spark import get_spark
+    from jobs.platform.tracking import mlflow_client
+
+    s = training_settings
+    champion = mlflow_client(s).get_model_version_by_alias(s.mlflow.model_name, "champion")  # the first test's
+    out = reproduce("champion", s)
+    assert out["version"] == str(champion.version) and out["reproduced"], out
+    assert out["training_set"]["rebuilt_hash"] == champion.tags["data.frame_hash"]
+    assert out["configuration"]["lightgbm"] == "recorded with the run"
+    assert all(m["match"] and m["registered"] is not None for m in out["metrics"].values()), out["metrics"]
+    assert out["scores"]["rows"] > 0 and out["scores"]["max_abs_diff"] <= 1e-9
+
+    # Its evaluation carries the fairness parity and each feature's benefit, and its card shows them.
+    from jobs.features.registry import FEATURE_NAMES
+
+    client = mlflow_client(s)
+    evaluation = json.loads(
+        Path(client.download_artifacts(champion.run_id, "evaluation/evaluation.json", str(tmp_path))).read_text()
+    )
+    benefit = evaluation["feature_benefit"]
+    assert set(benefit["features"]) == set(FEATURE_NAMES) and benefit["folds"] == 1 and benefit["repeats"] >= 1
+    assert benefit["not_helping"] == sorted(n for n, f in benefit["features"].items() if f["helps"] is False)
+    assert set(evaluation["parity"]) == {"segment", "region"}
+    card = Path(client.download_artifacts(champion.run_id, "model_card/model_card.md", str(tmp_path))).read_text()
+    assert "## Features: benefit and cost" in card and "## Fairness: alert rate and false-positive rate" in card
+
+    copy_dir = tmp_path / "data"
+    shutil.copytree(s.storage.data_dir, copy_dir, ignore=shutil.ignore_patterns("training"))
+    monkeypatch.setenv("PIPELINE_DATA_DIR", str(copy_dir))
+    monkeypatch.setenv("PIPELINE_VACUUM_SAFETY_MARGIN_S", "0")
+    get_settings.cache_clear()
+    c = get_settings()
+    pinned = {t: int(champion.tags[f"delta_version.{t}"]) for t in out["delta_versions"]}
+    spark = get_spark(c)
+    rewritten = "marts.dim_terminals"  # a newer version that replaces every file the pinned one reads
+    location = str(delta.path(c, rewritten))
+    spark.read.format("delta").load(location).write.format("delta").mode("overwrite").save(location)
+    assert delta.version(c, rewritten) > pinned[rewritten]
+    unpinned_before = DeltaTable(str(delta.path(c, LOG_TABLE)))  # many small appends, pinned by nobody
+    assert len(unpinned_before.file_uris()) > 1
+    unpinned_version = unpinned_before.version()
+
+    tables = [*pinned, LOG_TABLE]
+    run = load_dag("maintain_lakehouse").test(run_conf={"retention_hours": 0, "tables": tables})
+    states = _states(run)
+    assert run.state == "success", states
+    plans = {p["table"]: p for p in _xcom(run, "plan")}
+    assert plans[rewritten]["pinned"] == [pinned[rewritten]] and plans[rewritten]["retention_hours"] > 0
+    assert plans[LOG_TABLE]["pinned"] == [] and plans[LOG_TABLE]["retention_hours"] == 0
+    result = {t["table"]: t for t in _xcom(run, "optimize_and_vacuum")["tables"]}
+    assert result[LOG_TABLE]["optimize"]["files_removed"] > 1 and result[LOG_TABLE]["bytes_freed"] > 0
+    old_log = DeltaTable(str(delta.path(c, LOG_TABLE)), version=unpinned_version).file_uris()
+    assert not all(Path(f.removeprefix("file://")).exists() for f in old_log)  # vacuumed: nobody pinned it
+    again = reproduce("champion", c)
+    assert again["reproduced"] and again["training_set"]["rebuilt_hash"] == out["training_set"]["rebuilt_hash"]
+
+    # The protection is what kept it: the same VACUUM without the pins loses the champion's version.
+    latest = delta.version(c, rewritten)
+    maintain_table(spark, c.override(maintenance={"vacuum_retention_hours": 0}), TablePlan(rewritten, latest))
+    broken = unreadable_pins(c, [TablePlan(rewritten, latest, {pinned[rewritten]: [str(champion.version)]})])
+    assert broken and f"{rewritten}@{pinned[rewritten]}" in broken[0]
+    get_settings.cache_clear()
