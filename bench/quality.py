@@ -83,8 +83,8 @@ def main() -> int:
     from jobs.evaluation import baseline as ev_baseline
     from jobs.evaluation import metrics as ev
     from jobs.features.registry import features_matrix
+    from jobs.training.context import fit_final
     from jobs.training.dataset import label_at, plan_windows, split
-    from jobs.training.train import fit_final
     from jobs.training.tune import tune_model
 
     settings = get_settings()
