@@ -8,9 +8,10 @@ column: Catalyst prunes the windows and joins the column does not need). A featu
 is what keeping only it would cost. Rows go to ``ops.feature_costs`` (one per feature, day and
 feature-set version; re-measuring a day replaces its rows).
 
-``train_model`` measures before each training unless a measurement of the current feature set is
-younger than :data:`MAX_AGE_DAYS` (:func:`ensure_recent`), and the evaluation report and the model
-card show it next to each feature's benefit (:mod:`jobs.evaluation.benefit`).
+``data_pipeline``'s ``measure_feature_costs`` task measures the day it just built unless a
+measurement of the current feature set is younger than :data:`MAX_AGE_DAYS` (:func:`ensure_recent`);
+each training's evaluation reads the latest (:func:`latest_costs`), and the report and the model card
+show it next to each feature's benefit (:mod:`jobs.evaluation.benefit`).
 ``python -m jobs.features.cost --date D`` measures one day by hand.
 """
 

@@ -6,13 +6,17 @@ no version newer than its retention horizon needs, so a plain weekly VACUUM woul
 every older model irreproducible. Here, per table:
 
 1. :func:`protected_versions`: the oldest version any registered, **non-archived** model version pins
-   (``python -m jobs.release.registry archive --version V`` releases a version's pins);
+   (``python -m jobs.release.registry archive --version V`` releases a version's pins), or a training
+   of the last two days (one in progress has pinned its data but not registered its version yet);
 2. :func:`retention_hours`: the configured retention (``PIPELINE_VACUUM_RETENTION_HOURS``), or, if that
    is shorter, the age of that oldest pinned commit plus a safety margin. A file some later commit
    removed is kept; every version from the pinned one on stays whole;
 3. OPTIMIZE (bin-packing of small files, ``PIPELINE_OPTIMIZE``), then VACUUM with that retention
-   (whole hours, rounded up: Delta rounds them), through Spark, the engine that wrote most tables;
-   ``LITE`` by default (expired files found in the log), ``FULL`` with ``PIPELINE_VACUUM_FULL``;
+   (whole hours, rounded up), through Spark, the engine that wrote most tables. Delta 4 ignores
+   ``RETAIN n HOURS`` unless n is 0: the retention is set as the table's
+   ``delta.deletedFileRetentionDuration`` (a metadata commit when it changes), which VACUUM then
+   uses. ``LITE`` by default (expired removals read from the log), ``FULL`` with
+   ``PIPELINE_VACUUM_FULL``; a table that fails does not stop the others;
 4. :func:`unreadable_pins`: every pinned version's files must still be on disk, else the run fails.
 
 The Delta log of a pinned version must outlive it too: a table whose oldest pin is older than its
@@ -34,13 +38,15 @@ from pathlib import Path
 
 from jobs.config import Settings, get_settings
 from jobs.platform import delta
-from jobs.platform.tracking import Tag, mlflow_client
+from jobs.platform.tracking import Tag, experiment_id, mlflow_client
 from jobs.release import audit
 
 log = logging.getLogger(__name__)
 
 DEFAULT_LOG_RETENTION_DAYS = 30  # Delta's default delta.logRetentionDuration
 LOG_RETENTION = "delta.logRetentionDuration"
+TOMBSTONE_RETENTION = "delta.deletedFileRetentionDuration"  # VACUUM's horizon in Delta 4 (RETAIN is ignored)
+RECENT_TRAINING_DAYS = 2  # trainings younger than this keep their pins, registered or not (one in progress)
 
 
 @dataclass
@@ -83,9 +89,19 @@ def pins_of(model_versions: Iterable) -> dict[str, dict[int, list[str]]]:
 
 
 def protected_versions(settings: Settings) -> dict[str, dict[int, list[str]]]:
-    """The Delta versions registered, non-archived versions of the model pin (read from the registry)."""
+    """The Delta versions registered, non-archived versions of the model pin (read from the registry),
+    and those of trainings started in the last :data:`RECENT_TRAINING_DAYS` (a training in progress has
+    pinned its data but registers its version only at the end)."""
+    from types import SimpleNamespace
+
     client = mlflow_client(settings)
-    return pins_of(client.search_model_versions(f"name = '{settings.mlflow.model_name}'"))
+    versions = client.search_model_versions(f"name = '{settings.mlflow.model_name}'")
+    since = int((time.time() - RECENT_TRAINING_DAYS * 86_400) * 1000)
+    runs = client.search_runs(
+        [experiment_id(settings)], f"attributes.start_time > {since} AND tags.{Tag.TRAINING_KEY} != ''"
+    )
+    recent = [SimpleNamespace(version=f"run {r.info.run_id[:8]}", tags=r.data.tags) for r in runs]
+    return pins_of([*versions, *recent])
 
 
 def commit_time_ms(settings: Settings, table: str, version: int) -> int:
@@ -137,13 +153,36 @@ def _data_files(location: Path) -> tuple[int, int]:
 
 
 def _log_retention_days(location: Path) -> float:
-    from deltalake import DeltaTable
-
-    value = DeltaTable(str(location)).metadata().configuration.get(LOG_RETENTION)
+    value = _property(location, LOG_RETENTION)
     if not value:
         return DEFAULT_LOG_RETENTION_DAYS
     amount, unit = value.removeprefix("interval").split()[:2]
     return float(amount) * {"day": 1, "days": 1, "hour": 1 / 24, "hours": 1 / 24, "week": 7, "weeks": 7}.get(unit, 1)
+
+
+TOMBSTONE_HOURS = 168  # Delta's default delta.deletedFileRetentionDuration
+
+
+def vacuum_mode(full: bool, retention: float) -> str:
+    """``LITE`` (the expired removals are read from the Delta log), or ``FULL`` when asked for.
+
+    FULL also lists every directory and deletes the files no commit references (orphans of failed
+    writes). It is safe at any retention because the table's ``delta.deletedFileRetentionDuration`` is
+    set to that retention first, which keeps the removed files' tombstones in the state as long.
+    """
+    return "FULL" if full else "LITE"
+
+
+def _property(location: Path, name: str) -> str | None:
+    from deltalake import DeltaTable
+
+    return DeltaTable(str(location)).metadata().configuration.get(name)
+
+
+def _set_property(spark, location: Path, name: str, value: str) -> None:
+    """Set a Delta table property (one metadata commit), only if it differs."""
+    if _property(location, name) != value:
+        spark.sql(f"ALTER TABLE delta.`{location}` SET TBLPROPERTIES ('{name}' = '{value}')")
 
 
 def maintain_table(spark, settings: Settings, p: TablePlan) -> dict:
@@ -152,16 +191,15 @@ def maintain_table(spark, settings: Settings, p: TablePlan) -> dict:
 
     location = delta.path(settings, p.table)
     files_before, bytes_before = _data_files(location)
-    table = DeltaTable.forPath(spark, str(location))
-    compacted = {}
-    if settings.maintenance.optimize:
-        row = table.optimize().executeCompaction().collect()[0]["metrics"]
-        compacted = {"files_removed": int(row["numFilesRemoved"]), "files_added": int(row["numFilesAdded"])}
-    if p.oldest_pinned_at_ms is not None:
+    if p.oldest_pinned_at_ms is not None:  # first, so no later commit's log cleanup drops the pinned commit
         age_days = (time.time() * 1000 - p.oldest_pinned_at_ms) / 86_400_000
         if _log_retention_days(location) < age_days + DEFAULT_LOG_RETENTION_DAYS:
             days = math.ceil(age_days) + DEFAULT_LOG_RETENTION_DAYS
-            spark.sql(f"ALTER TABLE delta.`{location}` SET TBLPROPERTIES ('{LOG_RETENTION}' = 'interval {days} days')")
+            _set_property(spark, location, LOG_RETENTION, f"interval {days} days")
+    compacted = {}
+    if settings.maintenance.optimize:
+        row = DeltaTable.forPath(spark, str(location)).optimize().executeCompaction().collect()[0]["metrics"]
+        compacted = {"files_removed": int(row["numFilesRemoved"]), "files_added": int(row["numFilesAdded"])}
     # The horizon is "now - retention" when VACUUM starts: the retention is recomputed here, not at plan
     # time, or the minutes other tables took would move the horizon past the pinned commit.
     m = settings.maintenance
@@ -169,20 +207,32 @@ def maintain_table(spark, settings: Settings, p: TablePlan) -> dict:
     p.retention_hours = retention_hours(
         m.vacuum_retention_hours, p.oldest_pinned_at_ms, m.vacuum_safety_margin_s, now_ms
     )
-    # LITE finds the expired files in the Delta log (seconds); FULL also lists every directory for files
-    # no commit references (orphans of failed writes), about 30 s a table here.
-    mode = "FULL" if m.vacuum_full else "LITE"
-    # Delta refuses a retention under the tables' deletedFileRetentionDuration (7 days) unless told: an
-    # operator who configured less chose to; pinned versions are protected by the plan either way.
-    spark.conf.set(
-        "spark.databricks.delta.retentionDurationCheck.enabled", str(m.vacuum_retention_hours >= 168).lower()
-    )
-    spark.sql(f"VACUUM delta.`{location}` {mode} RETAIN {int(p.retention_hours)} HOURS").collect()
+    mode = vacuum_mode(m.vacuum_full, p.retention_hours)
+    if p.retention_hours == 0:  # the one RETAIN value Delta 4 honours; it needs its safety check off
+        spark.conf.set("spark.databricks.delta.retentionDurationCheck.enabled", "false")
+        retain = " RETAIN 0 HOURS"
+    else:
+        # Delta 4 ignores any other RETAIN ("Vacuum with retention threshold other than 0 hours is
+        # ignored"): the horizon is the table's delta.deletedFileRetentionDuration, which also keeps the
+        # removed files' tombstones in the table state that long (FULL relies on them).
+        _set_property(spark, location, TOMBSTONE_RETENTION, f"interval {int(p.retention_hours)} hours")
+        retain = ""
+    try:
+        spark.sql(f"VACUUM delta.`{location}` {mode}{retain}").collect()
+    except Exception as exc:  # noqa: BLE001 (py4j/Spark errors)
+        # LITE needs the log since the last VACUUM (or since version 0): an old table whose first commits
+        # were cleaned up refuses it: FULL then (safe, see vacuum_mode), slower.
+        if mode != "LITE" or "LITE" not in str(exc):
+            raise
+        log.warning("%s: VACUUM LITE refused (%s); VACUUM FULL instead", p.table, str(exc).splitlines()[0])
+        mode = "FULL"
+        spark.sql(f"VACUUM delta.`{location}` FULL{retain}").collect()
     files_after, bytes_after = _data_files(location)
     return {
         "table": p.table,
         "pinned": {str(v): models for v, models in sorted(p.pinned.items())},
-        "retention_hours": round(p.retention_hours, 4),
+        "retention_hours": p.retention_hours,
+        "vacuum": mode,
         "optimize": compacted,
         "files_before": files_before,
         "files_after": files_after,
@@ -210,35 +260,53 @@ def unreadable_pins(settings: Settings, plans: list[TablePlan]) -> list[str]:
 
 
 def maintain(settings: Settings | None = None, tables: list[str] | None = None, spark=None) -> dict:
-    """Plan, OPTIMIZE and VACUUM every table (or ``tables``), then check that every pinned version is whole."""
+    """Plan, OPTIMIZE and VACUUM every table (or ``tables``), then check that every pinned version is whole.
+
+    A table that fails is reported and the others still run; the pinned versions of every table are
+    checked whatever happened; the run then fails if anything failed or any pin broke.
+    """
     from jobs.platform.spark import get_spark
 
     settings = settings or get_settings()
     plans = plan(settings, tables)
     spark = spark or get_spark(settings)
     configured = settings.maintenance.vacuum_retention_hours
-    results = []
+    results, failed = [], []
     for p in plans:
         t0 = time.time()
-        result = maintain_table(spark, settings, p)
+        try:
+            result = maintain_table(spark, settings, p)
+        except Exception as exc:  # noqa: BLE001 (one table's failure must not leave the others unmaintained)
+            log.exception("maintenance of %s failed", p.table)
+            failed.append(f"{p.table}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
+            continue
         result["seconds"] = round(time.time() - t0, 2)
         log.info("maintained %s: %s", p.table, json.dumps(result))
         results.append(result)
     broken = unreadable_pins(settings, plans)
-    if broken:
-        raise RuntimeError("Delta maintenance broke pinned versions: " + "; ".join(broken))
-    out = {"tables": results, "pinned_versions_readable": sum(len(p.pinned) for p in plans)}
+    out = {
+        "tables": results,
+        "failed": failed,
+        "pinned_versions": sum(len(p.pinned) for p in plans),
+        "broken_pins": broken,
+    }
     audit.record(
         "maintain_lakehouse",
-        "done",
+        "failed" if failed or broken else "done",
         "maintain_lakehouse",
-        reason=f"{len(results)} tables, retention {configured} h where nothing is pinned",
+        reason=f"{len(results)} of {len(plans)} tables, retention {configured} h where nothing is pinned",
         details={
             "bytes_freed": sum(r["bytes_freed"] for r in results),
             "pinned": {r["table"]: r["pinned"] for r in results if r["pinned"]},
+            "failed": failed,
+            "broken_pins": broken,
         },
         settings=settings,
     )
+    if broken:
+        raise RuntimeError("Delta maintenance broke pinned versions: " + "; ".join(broken))
+    if failed:
+        raise RuntimeError("Delta maintenance failed on: " + "; ".join(failed))
     return out
 
 

@@ -10,6 +10,9 @@ re-evaluates it on the same test window. It reports, each with the recorded and 
 * the registered model's scores on the test rows against the refit's (largest absolute difference);
 * the git commit the version was trained at, next to the one checked out now (reported, not required).
 
+The configuration is the run's own: the training YAML logged at build time, the hyperparameters and
+rounds logged by the final fit, the seed and the label maturity from its parameters.
+
 Tuning is not re-run: the search's trials are recorded as nested runs, and a parallel Ray Tune search
 is not order-deterministic; what must reproduce is the model the search chose. A pinned version that
 Delta maintenance removed (it must not, see :mod:`jobs.governance.lakehouse`) is a clear error.
@@ -24,6 +27,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 import yaml
+from deltalake.exceptions import DeltaError
 
 from jobs.config import Settings, get_settings, load_training_config
 from jobs.evaluation import metrics
@@ -31,21 +35,29 @@ from jobs.features.registry import features_matrix
 from jobs.platform.tracking import Metric, Tag, mlflow_client
 from jobs.training.context import fit_final, git_commit
 from jobs.training.dataset import PINNED_TABLES, build_training_set, load_training_set
-from jobs.training.train import TRAINING_CONFIG_ARTIFACT
+from jobs.training.train import FINAL_FIT_ARTIFACT, TRAINING_CONFIG_ARTIFACT
 
 log = logging.getLogger(__name__)
 
 TOLERANCE = 1e-9  # LightGBM runs deterministic, single-threaded (training.yaml): the same data gives the same trees
 
 
-def _recorded_config(client, run_id: str, settings: Settings) -> tuple[dict, str]:
-    """The training YAML as the run read it, or the current one for runs that predate recording it."""
+def _artifact(client, run_id: str, path: str) -> dict | None:
+    """A JSON artifact of the run, or None if the run has none (runs older than the artifact)."""
     with tempfile.TemporaryDirectory() as tmp:
         try:
-            path = client.download_artifacts(run_id, TRAINING_CONFIG_ARTIFACT, tmp)
+            return json.loads(Path(client.download_artifacts(run_id, path, tmp)).read_text())
         except Exception:  # noqa: BLE001 (MLflow raises several types for a missing artifact)
-            return load_training_config(settings), "current training.yaml (the run did not record its own)"
-        return json.loads(Path(path).read_text()), "recorded with the run"
+            return None
+
+
+def _recorded_fit(client, run_id: str, params: dict) -> tuple[dict, int]:
+    """The hyperparameters and rounds the model was fit with: the final fit's record, else the ``best.*`` params."""
+    fit = _artifact(client, run_id, FINAL_FIT_ARTIFACT)
+    if fit is not None:
+        return fit["best_config"], int(fit["best_rounds"])
+    best = {k.removeprefix("best."): yaml.safe_load(v) for k, v in params.items() if k.startswith("best.")}
+    return best, int(best.pop("rounds"))
 
 
 def _param(params: dict, key: str):
@@ -82,6 +94,12 @@ def reproduce(version: str, settings: Settings | None = None, out_dir: Path | No
     if missing:
         raise ValueError(f"version {version}: its run pinned no Delta version of {missing}")
     versions = {t: int(tags[Tag.delta_version(t)]) for t in PINNED_TABLES}
+    # the label maturity the training used decides which rows are labelled: the recorded one, not today's
+    maturity = _param(params, "label_maturity_days")
+    settings = settings.override(
+        data={"label_maturity_days": maturity},
+        training={"gap_days": max(settings.training.gap_days, maturity)},
+    )
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     out_dir = out_dir or settings.storage.training_dir / f"reproduce-v{version}-{stamp}"
     try:
@@ -95,13 +113,15 @@ def reproduce(version: str, settings: Settings | None = None, out_dir: Path | No
             n_folds=_param(params, "n_folds"),
             versions=versions,
         )
-    except (OSError, RuntimeError) as exc:  # delta-rs: a pinned version's log or files are gone
+    except (OSError, RuntimeError, DeltaError) as exc:  # delta-rs: a pinned version's log or files are gone
         raise ValueError(f"version {version}: its pinned Delta versions {versions} cannot be read: {exc}") from exc
     _, _, main, _ = load_training_set(out_dir)
 
-    cfg, config_source = _recorded_config(client, run.info.run_id, settings)
-    best = {k.removeprefix("best."): yaml.safe_load(v) for k, v in params.items() if k.startswith("best.")}
-    rounds = best.pop("rounds")
+    cfg = _artifact(client, run.info.run_id, TRAINING_CONFIG_ARTIFACT)
+    config_source = "recorded with the run"
+    if cfg is None:
+        cfg, config_source = load_training_config(settings), "current training.yaml (the run did not record its own)"
+    best, rounds = _recorded_fit(client, run.info.run_id, params)
     booster = fit_final(main.train, cfg, best, rounds, _param(params, "seed"))
     test = main.evaluate
     scores = booster.predict(features_matrix(test))

@@ -90,11 +90,16 @@ def register_challenger(ctx: dict, settings: Settings | None = None) -> dict:
 
 
 def check_promotable(client, name: str, version: str, current) -> None:
-    """Raise ValueError unless ``version`` passed the gate, was not rejected, and was gated against ``current``."""
+    """Raise ValueError unless ``version`` passed the gate, was neither rejected nor archived, and was gated against ``current``."""
     mv = client.get_model_version(name, version)
     decision = mv.tags.get(Tag.GATE_DECISION)
     if decision != GateDecision.PASSED:
         raise ValueError(f"{name} version {version} did not pass the gate ({decision or 'not gated'}): it cannot serve")
+    if mv.tags.get(Tag.ARCHIVED) == "true":
+        raise ValueError(
+            f"{name} version {version} was archived by {mv.tags.get(Tag.ARCHIVED_BY)} at {mv.tags.get(Tag.ARCHIVED_AT)}: "
+            "its training data may be vacuumed, it cannot serve"
+        )
     if mv.tags.get(Tag.APPROVAL) == REJECTED:
         raise ValueError(
             f"{name} version {version} was rejected by {mv.tags.get(Tag.REJECTED_BY)} at {mv.tags.get(Tag.REJECTED_AT)}"

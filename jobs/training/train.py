@@ -34,6 +34,7 @@ from jobs.training.context import MODEL_FILE, config_hash, fit_final, git_commit
 log = logging.getLogger(__name__)
 
 TRAINING_CONFIG_ARTIFACT = "training_set/training_config.json"  # the YAML as this training read it
+FINAL_FIT_ARTIFACT = "model_fit.json"  # the hyperparameters and rounds the logged model was fit with
 
 
 def _param(k, v):
@@ -171,6 +172,8 @@ def stage_train(ctx: dict, settings: Settings | None = None) -> dict:
             pip_requirements=pip_requirements(),
         )
         mlflow.log_metric(Metric.FIT_SECONDS, fit_s)
+        # the configuration this model was fit with (a retried tune may choose another: the params keep the first)
+        mlflow.log_dict({"best_config": ctx["best_config"], "best_rounds": ctx["best_rounds"]}, FINAL_FIT_ARTIFACT)
     ctx = {**ctx, "model_uri": info.model_uri, "model_id": info.model_id}
     save_ctx(ctx)
     return ctx

@@ -361,3 +361,22 @@ def test_a_persons_reject_is_recorded_on_the_version_and_an_approve_promotes(mlf
         "2026-01-03T10:00:00+00:00",
     )
     assert _alias(s, "champion") == v2
+
+
+def test_an_archived_version_releases_its_pins_and_can_never_be_promoted(mlflow_settings, tmp_path, frame):
+    from jobs.governance.lakehouse import protected_versions
+    from jobs.release.registry import archive, promote
+
+    s = mlflow_settings
+    v1 = _new_version(s, tmp_path / "a1", frame)["version"]  # the challenger alias points at it
+    with pytest.raises(ValueError, match="challenger"):
+        archive(v1, "jane", settings=s)
+    v2 = _new_version(s, tmp_path / "a2", frame, seed=1)["version"]  # the alias moved on: v1 may go
+    for v in (v1, v2):
+        _tag(s, v, gate__decision="passed", gate__champion_at_gate="none", **{"delta_version.marts__fct": str(v)})
+    assert set(protected_versions(s)["marts.fct"]) == {int(v1), int(v2)}
+    out = archive(v1, "jane", settings=s)
+    assert out["archived"] is True and out["archived_by"] == "jane"
+    assert set(protected_versions(s)["marts.fct"]) == {int(v2)}
+    with pytest.raises(ValueError, match="archived by jane"):
+        promote(v1, "jane", settings=s)

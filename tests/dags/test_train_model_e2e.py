@@ -368,12 +368,37 @@ def test_a_run_that_fails_before_the_gate_says_so_and_fails(airflow_db, feature_
     assert time.monotonic() - started < 120  # no five-minute retry of a training set that cannot be built
 
 
+DAY_MS = 86_400_000
+
+
+def _backdate(table: Path, pinned: int, pinned_at: int, later: int) -> None:
+    """Rewrite the commit and removal times of a copied Delta table's log: up to ``pinned`` at
+    ``pinned_at``, the later commits at ``later`` (milliseconds), the mtimes of log and data files too."""
+    import os
+
+    for entry in sorted((table / "_delta_log").glob("*.json")):
+        when = pinned_at if int(entry.stem) <= pinned else later
+        actions = [json.loads(line) for line in entry.read_text().splitlines() if line.strip()]
+        for action in actions:
+            if "commitInfo" in action:
+                action["commitInfo"]["timestamp"] = when
+                action["commitInfo"].pop("inCommitTimestamp", None)
+            if "remove" in action:
+                action["remove"]["deletionTimestamp"] = when
+            if "add" in action:  # VACUUM deletes only files older than its horizon on disk too
+                os.utime(table / action["add"]["path"], (when / 1000, when / 1000))
+        entry.write_text("".join(json.dumps(a) + "\n" for a in actions))
+        os.utime(entry, (when / 1000, when / 1000))
+        (entry.parent / f".{entry.name}.crc").unlink(missing_ok=True)  # Hadoop's checksum of the old bytes
+
+
 def test_the_champion_reproduces_and_lakehouse_maintenance_keeps_it_so(
     airflow_db, feature_history, training_settings, load_dag, monkeypatch, tmp_path
 ):
-    """``reproduce`` rebuilds the champion exactly; then, on a copy of the lakehouse with newer commits on
-    its pinned tables, ``maintain_lakehouse`` (retention 0) vacuums what nobody pins and keeps what the
-    champion pins: it still reproduces. Without the pins, the same VACUUM would have broken it."""
+    """``reproduce`` rebuilds the champion exactly; then, on a copy of the lakehouse where a pinned table
+    was replaced (its pinned version dated three days back, the replacement two), ``maintain_lakehouse``
+    (retention 0) vacuums what nobody pins and keeps what the champion pins: it still reproduces.
+    Without the pins, a one-day VACUUM breaks it."""
     import shutil
 
     from deltalake import DeltaTable
@@ -420,6 +445,11 @@ def test_the_champion_reproduces_and_lakehouse_maintenance_keeps_it_so(
     location = str(delta.path(c, rewritten))
     spark.read.format("delta").load(location).write.format("delta").mode("overwrite").save(location)
     assert delta.version(c, rewritten) > pinned[rewritten]
+    # As if the pinned version was committed three days ago and replaced two days ago: a retention of a
+    # day would delete what it reads; maintenance must keep three days (and a bit) on this table.
+    now_ms = int(time.time() * 1000)
+    _backdate(Path(location), pinned[rewritten], pinned_at=now_ms - 3 * DAY_MS, later=now_ms - 2 * DAY_MS)
+    spark._jvm.org.apache.spark.sql.delta.DeltaLog.clearCache()  # Spark must read the log as it now is
     unpinned_before = DeltaTable(str(delta.path(c, LOG_TABLE)))  # many small appends, pinned by nobody
     assert len(unpinned_before.file_uris()) > 1
     unpinned_version = unpinned_before.version()
@@ -429,7 +459,9 @@ def test_the_champion_reproduces_and_lakehouse_maintenance_keeps_it_so(
     states = _states(run)
     assert run.state == "success", states
     plans = {p["table"]: p for p in _xcom(run, "plan")}
-    assert plans[rewritten]["pinned"] == [pinned[rewritten]] and plans[rewritten]["retention_hours"] > 0
+    assert (
+        plans[rewritten]["pinned"] == [pinned[rewritten]] and plans[rewritten]["retention_hours"] == 73
+    )  # ceil(72 h + s)
     assert plans[LOG_TABLE]["pinned"] == [] and plans[LOG_TABLE]["retention_hours"] == 0
     result = {t["table"]: t for t in _xcom(run, "optimize_and_vacuum")["tables"]}
     assert result[LOG_TABLE]["optimize"]["files_removed"] > 1 and result[LOG_TABLE]["bytes_freed"] > 0
@@ -438,9 +470,9 @@ def test_the_champion_reproduces_and_lakehouse_maintenance_keeps_it_so(
     again = reproduce("champion", c)
     assert again["reproduced"] and again["training_set"]["rebuilt_hash"] == out["training_set"]["rebuilt_hash"]
 
-    # The protection is what kept it: the same VACUUM without the pins loses the champion's version.
+    # The protection is what kept it: a one-day VACUUM without the pins loses the champion's version.
     latest = delta.version(c, rewritten)
-    maintain_table(spark, c.override(maintenance={"vacuum_retention_hours": 0}), TablePlan(rewritten, latest))
+    maintain_table(spark, c.override(maintenance={"vacuum_retention_hours": 24}), TablePlan(rewritten, latest))
     broken = unreadable_pins(c, [TablePlan(rewritten, latest, {pinned[rewritten]: [str(champion.version)]})])
     assert broken and f"{rewritten}@{pinned[rewritten]}" in broken[0]
     get_settings.cache_clear()
