@@ -315,8 +315,9 @@ class GateSettings:
     )
     max_alert_rate_gap: float = setting(
         "PIPELINE_MAX_ALERT_RATE_GAP",
-        "0.02",
-        "largest alert-rate gap allowed between customer segments, and between regions",
+        "1",
+        "largest alert-rate gap allowed between customer segments, and between regions (1 = reported, not held: "
+        "alert rates follow where the fraud is)",
         minimum=0,
         maximum=1,
     )

@@ -8,7 +8,7 @@ precision and on Card Precision@k (by more than ``PIPELINE_BASELINE_CP_MARGIN``:
 what the business spends), and the cost view's net savings reach ``PIPELINE_MIN_NET_SAVINGS`` (a
 model whose alerts cost more than the fraud they catch never serves), and the gaps of alert rate and
 false-positive rate between customer segments, and between regions, stay within
-``PIPELINE_MAX_ALERT_RATE_GAP`` and ``PIPELINE_MAX_FPR_GAP``. With no
+``PIPELINE_MAX_FPR_GAP`` (and ``PIPELINE_MAX_ALERT_RATE_GAP``, when set below 1). With no
 champion, or one that is not comparable (another feature set, or trained on labels from after the
 test window starts), absolute floors (``PIPELINE_MIN_AUC``, ``PIPELINE_MIN_AP``) replace the
 comparison and the reasons say why. :func:`gate` records the decision and its reasons in the
@@ -156,7 +156,10 @@ def parity_check(parity: dict, gate_settings) -> tuple[bool, str]:
                 over.append(f"{grouping} {label} gap {value:.4f} > {margin}")
     if over:
         return False, "; ".join(over)
-    margins = f"FPR {gate_settings.max_fpr_gap}, alert rate {gate_settings.max_alert_rate_gap}"
+    held = gate_settings.max_alert_rate_gap < 1
+    margins = (
+        f"FPR {gate_settings.max_fpr_gap}, alert rate {gate_settings.max_alert_rate_gap if held else 'reported only'}"
+    )
     return True, (", ".join(seen) or "no group with enough rows to compare") + f" (margins: {margins})"
 
 

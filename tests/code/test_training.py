@@ -210,6 +210,10 @@ def test_gate_refuses_a_challenger_whose_groups_are_treated_unequally(settings, 
     fair = decide(_report(0.7, fpr_gap=0.009, alert_rate_gap=0.049), champion, s)
     assert fair["decision"] == "passed"
     assert "region FPR gap 0.0090" in next(c["detail"] for c in fair["checks"] if c["check"] == "fairness_parity")
+    # by default the alert-rate gap is reported, not held (alert rates follow where the fraud is)
+    default = decide(_report(0.7, alert_rate_gap=0.3), champion, settings.override(gate={"promotion_margin": 0.01}))
+    assert default["decision"] == "passed"
+    assert "alert rate reported only" in next(c["detail"] for c in default["checks"] if c["check"] == "fairness_parity")
     for gaps, named in (({"fpr_gap": 0.02}, "region FPR gap 0.0200 > 0.01"), ({"alert_rate_gap": 0.08}, "alert-rate")):
         unfair = decide(_report(0.7, **gaps), champion, s)
         assert unfair["decision"] == "rejected"
