@@ -37,7 +37,9 @@ PIPELINE_AUTO_APPROVE=true python scripts/run_dag_days.py train_model "$TRAIN_DA
   | tee -a "$LOG" | grep -E '^train_model ' || { tail -60 "$LOG"; exit 1; }
 python -m jobs.platform.lakehouse --table 2>/dev/null
 echo "==> registered model (python -m jobs.release.registry status)"
-python -m jobs.release.registry status 2>/dev/null
+# informational: a crash after the output (seen once under load: SIGABRT at interpreter exit) is
+# reported with its stderr in the log instead of ending the demo
+python -m jobs.release.registry status 2>>"$LOG" || echo "(registry status exited with $?; its stderr is in $LOG)"
 grep -oE "gate for [^ ]+ v[0-9]+: (passed|rejected)[^[]*" "$LOG" | tail -1 || true
 if python -m serving --check >>"$LOG" 2>&1; then
   echo "==> [$(elapsed)] batch_score through Airflow (dag.test) for $LAST: predictions.transaction_scores, the review queue"
