@@ -160,10 +160,7 @@ def _log_retention_days(location: Path) -> float:
     return float(amount) * {"day": 1, "days": 1, "hour": 1 / 24, "hours": 1 / 24, "week": 7, "weeks": 7}.get(unit, 1)
 
 
-TOMBSTONE_HOURS = 168  # Delta's default delta.deletedFileRetentionDuration
-
-
-def vacuum_mode(full: bool, retention: float) -> str:
+def vacuum_mode(full: bool) -> str:
     """``LITE`` (the expired removals are read from the Delta log), or ``FULL`` when asked for.
 
     FULL also lists every directory and deletes the files no commit references (orphans of failed
@@ -207,7 +204,7 @@ def maintain_table(spark, settings: Settings, p: TablePlan) -> dict:
     p.retention_hours = retention_hours(
         m.vacuum_retention_hours, p.oldest_pinned_at_ms, m.vacuum_safety_margin_s, now_ms
     )
-    mode = vacuum_mode(m.vacuum_full, p.retention_hours)
+    mode = vacuum_mode(m.vacuum_full)
     if p.retention_hours == 0:  # the one RETAIN value Delta 4 honours; it needs its safety check off
         spark.conf.set("spark.databricks.delta.retentionDurationCheck.enabled", "false")
         retain = " RETAIN 0 HOURS"

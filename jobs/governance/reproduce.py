@@ -32,9 +32,10 @@ from deltalake.exceptions import DeltaError
 from jobs.config import Settings, get_settings, load_training_config
 from jobs.evaluation import metrics
 from jobs.features.registry import features_matrix
-from jobs.platform.tracking import Metric, Tag, mlflow_client
+from jobs.platform.tracking import Tag, mlflow_client
 from jobs.training.context import fit_final, git_commit
 from jobs.training.dataset import PINNED_TABLES, build_training_set, load_training_set
+from jobs.training.evaluate import test_metrics
 from jobs.training.train import FINAL_FIT_ARTIFACT, TRAINING_CONFIG_ARTIFACT
 
 log = logging.getLogger(__name__)
@@ -126,13 +127,7 @@ def reproduce(version: str, settings: Settings | None = None, out_dir: Path | No
     test = main.evaluate
     scores = booster.predict(features_matrix(test))
     report = metrics.evaluate(test, scores, cfg, settings.gate.slice_margin)
-    k = report["overall"]["k"]
-    rebuilt = {
-        Metric.TEST_AUC: report["overall"]["auc"],
-        Metric.TEST_AP: report["overall"]["average_precision"],
-        Metric.test_card_precision(k): report["overall"]["card_precision_at_k"],
-        Metric.TEST_BRIER: report["calibration"]["brier"],
-    }
+    rebuilt = test_metrics(report)
     registered = mlflow.lightgbm.load_model(f"models:/{name}/{version}")
     score_diff = float(abs(registered.predict(features_matrix(test)) - scores).max())
     recorded_hash = tags.get(Tag.FRAME_HASH)

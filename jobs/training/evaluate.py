@@ -29,6 +29,17 @@ def importance(booster) -> dict[str, float]:
     return {n: float(g) for n, g in zip(FEATURE_NAMES, gains, strict=True)}
 
 
+def test_metrics(report: dict) -> dict[str, float | None]:
+    """The test-window metrics logged on the run (and compared by ``reproduce``), from an evaluation report."""
+    o = report["overall"]
+    return {
+        Metric.TEST_AUC: o["auc"],
+        Metric.TEST_AP: o["average_precision"],
+        Metric.test_card_precision(o["k"]): o["card_precision_at_k"],
+        Metric.TEST_BRIER: report["calibration"]["brier"],
+    }
+
+
 def stage_evaluate(ctx: dict, settings: Settings | None = None) -> dict:
     """Evaluate the model and the baseline on the test window; log report, HTML, plots and metrics."""
     from mlflow.entities import Metric as MlflowMetric
@@ -85,12 +96,8 @@ def stage_evaluate(ctx: dict, settings: Settings | None = None) -> dict:
     reference = build_reference(main.train, scores, result["alert_threshold"]["threshold"], FEATURE_NAMES)
     (out / REFERENCE_FILE).write_text(json.dumps(reference))
     client = mlflow_client(settings)
-    o = result["overall"]
     logged = {
-        Metric.TEST_AUC: o["auc"],
-        Metric.TEST_AP: o["average_precision"],
-        Metric.test_card_precision(o["k"]): o["card_precision_at_k"],
-        Metric.TEST_BRIER: result["calibration"]["brier"],
+        **test_metrics(result),
         Metric.BASELINE_AP: result["baseline"]["average_precision"],
         Metric.BASELINE_AUC: result["baseline"]["auc"],
         Metric.TEST_NET_SAVINGS: result["cost"]["net_savings"],
