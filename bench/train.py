@@ -53,6 +53,7 @@ def optuna_space(cfg: dict) -> dict:
 def sequential(folds, cfg: dict, n_trials: int, seed: int) -> dict:
     import optuna
 
+    from jobs.training.context import fixed_params
     from jobs.training.tune import METRIC, _fold_arrays, fold_trainable
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -68,7 +69,7 @@ def sequential(folds, cfg: dict, n_trials: int, seed: int) -> dict:
         fold_trainable(
             trial.params,
             folds=arrays,
-            fixed=cfg["fixed_params"],
+            fixed=fixed_params(cfg),
             rounds_per_step=cfg["rounds_per_step"],
             max_steps=cfg["max_steps"],
             seed=seed,

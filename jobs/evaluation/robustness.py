@@ -4,10 +4,14 @@ Each test perturbs the test rows consistently (an amount change moves the custom
 the 30-day ratio with it) and reports a value, a threshold and pass/fail; the gate requires all to pass.
 
 The directional tests ("an extreme amount, a compromised terminal: not less suspicious") are judged
-on the rows the model does not already alert on (below the alert threshold). For a row it alerts on,
-the model has found a reason that may lie in the amount itself: a card test is a tiny night payment
-on purpose, and the same payment at 10,000 is no card test, so a lower score there is right. Judged on
-every row, the tests refused every model that learned card testing (``bench/drift_scenario.py``).
+on the genuine transactions the model does not alert on (label 0, score below the alert threshold): the
+expectation is about a genuine-looking payment turning riskier. A fraud's score may rest on the amount
+itself: a card test is a tiny night payment on purpose, and the same payment at 10,000 is no card test,
+so a lower score there is right. During a card-testing wave the daily alert budget leaves many such
+frauds just under the threshold (``bench/drift_scenario.py``: 518 test rows, 98% frauds, 0.65-0.73
+under a 0.73 threshold, 0.48 at 10,000), so "not alerted" alone still refused the models that learned
+the wave. The compromised-terminal expectation is also built into the model: LightGBM fits with the
+monotone constraints of ``jobs/conf/training.yaml`` (:func:`jobs.training.context.fixed_params`).
 """
 
 from __future__ import annotations
@@ -40,18 +44,29 @@ def robustness(
     cfg: dict,
     seed: int,
     alert_threshold: float | None = None,
+    labels: np.ndarray | None = None,
 ) -> list[dict]:
     """Invariance and directional tests on the test rows; each with a value, a threshold and pass/fail.
 
-    ``alert_threshold``: the directional tests look at the rows scored below it (None: every row).
+    The directional tests look at the rows scored below ``alert_threshold`` whose ``labels`` are 0
+    (None: no restriction on that side; every row when both are None or nothing is left).
     """
     rb = cfg["evaluation"]["robustness"]
     rng = np.random.default_rng(seed)
     base = np.asarray(predict(X), dtype=float)
-    judged = np.ones(len(X), dtype=bool) if alert_threshold is None else base < alert_threshold
+    judged = np.ones(len(X), dtype=bool)
+    if labels is not None:
+        judged &= np.asarray(labels) == 0
+    if alert_threshold is not None:
+        judged &= base < alert_threshold
     if not judged.any():
         judged[:] = True
-    scope = "" if alert_threshold is None else " it does not alert on"
+    scope = {
+        (False, False): "",
+        (True, False): " of genuine transactions",
+        (False, True): " it does not alert on",
+        (True, True): " of genuine transactions it does not alert on",
+    }[(labels is not None, alert_threshold is not None)]
     tests = []
 
     missing = X.copy()

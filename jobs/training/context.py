@@ -53,13 +53,34 @@ def load_booster(ctx: dict):
     return lgb.Booster(model_file=str(Path(ctx["run_dir"], MODEL_FILE)))
 
 
+def fixed_params(cfg: dict) -> dict:
+    """The LightGBM parameters every fit shares: the YAML's ``fixed_params`` and its
+    ``monotone_constraints`` (feature -> 1 or -1) as LightGBM's per-feature list, in registry order.
+
+    A training config without ``monotone_constraints`` (one recorded before they existed) fits without.
+    """
+    from jobs.features.registry import FEATURE_NAMES
+
+    params = dict(cfg["fixed_params"])
+    declared = cfg.get("monotone_constraints") or {}
+    unknown = sorted(set(declared) - set(FEATURE_NAMES))
+    if unknown:
+        raise ValueError(f"monotone_constraints: not model features: {', '.join(unknown)}")
+    bad = {name: d for name, d in declared.items() if d not in (-1, 0, 1)}
+    if bad:
+        raise ValueError(f"monotone_constraints: directions must be 1, -1 or 0: {bad}")
+    if any(declared.values()):
+        params["monotone_constraints"] = [int(declared.get(name, 0)) for name in FEATURE_NAMES]
+    return params
+
+
 def fit_final(train, cfg: dict, config: dict, rounds: int, seed: int):
     """The booster of one configuration on ``train`` (the final fit, the benefit folds, ``reproduce``)."""
     import lightgbm as lgb
 
     from jobs.features.registry import features_matrix
 
-    params = {**cfg["fixed_params"], **config, "seed": seed}
+    params = {**fixed_params(cfg), **config, "seed": seed}
     data = lgb.Dataset(features_matrix(train), train["label"].to_numpy(), params={"verbosity": -1})
     return lgb.train(params, data, num_boost_round=rounds)
 

@@ -59,7 +59,12 @@ def stage_evaluate(ctx: dict, settings: Settings | None = None) -> dict:
     scores = predict(test)
     result = metrics.evaluate(test, scores, cfg, margin)
     result["robustness"] = robustness.robustness(
-        predict, features_matrix(test), cfg, seed, alert_threshold=result["alert_threshold"]["threshold"]
+        predict,
+        features_matrix(test),
+        cfg,
+        seed,
+        alert_threshold=result["alert_threshold"]["threshold"],
+        labels=test["label"].to_numpy(),
     )
     base = baseline.fit_baseline(main.train, seed)
     base_report = metrics.evaluate(test, base(test), cfg, margin)

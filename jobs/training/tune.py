@@ -21,7 +21,7 @@ import numpy as np
 from jobs.config import REPO_ROOT, Settings, get_settings, load_training_config
 from jobs.features.registry import features_matrix
 from jobs.platform.tracking import Metric, Tag, experiment_id, mlflow_client
-from jobs.training.context import save_ctx
+from jobs.training.context import fixed_params, save_ctx
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +142,7 @@ def tune_model(
         tune.with_parameters(
             fold_trainable,
             folds=_fold_arrays(folds),
-            fixed=cfg["fixed_params"],
+            fixed=fixed_params(cfg),
             rounds_per_step=cfg["rounds_per_step"],
             max_steps=cfg["max_steps"],
             seed=seed,

@@ -138,20 +138,30 @@ def test_robustness_tests_pass_a_sane_model_and_fail_a_broken_one():
     assert not results["compromised_terminal_not_less_suspicious"]["passed"]
 
     # a model that learned card testing: tiny amounts are suspicious, so a tiny payment made extreme
-    # scores lower; the directional tests judge the rows it does not alert on, where it still holds
+    # scores lower; the directional tests judge the genuine rows it does not alert on, where it still holds
     def card_testing_aware(frame):
         tiny = frame["tx_amount"].fillna(0) < 3
         return np.where(tiny, 0.95, np.minimum(sane(frame), 0.9))
 
     X_ct = X.copy()
-    X_ct.loc[X_ct.index[: len(X_ct) // 4], "tx_amount"] = 1.5  # a quarter of the rows are card tests
+    X_ct.loc[X_ct.index[: len(X_ct) // 4], "tx_amount"] = 1.5  # a quarter of the rows are card tests (frauds)
+    labels = np.r_[np.ones(len(X_ct) // 4), np.zeros(len(X_ct) - len(X_ct) // 4)]
     everywhere = {t["name"]: t for t in robustness(card_testing_aware, X_ct, CFG, seed=0)}
     assert not everywhere["extreme_amount_not_less_suspicious"]["passed"]  # judged on every row: refused
     unflagged = {t["name"]: t for t in robustness(card_testing_aware, X_ct, CFG, seed=0, alert_threshold=0.9)}
     assert unflagged["extreme_amount_not_less_suspicious"]["passed"], unflagged
-    assert "it does not alert on" in unflagged["extreme_amount_not_less_suspicious"]["description"]
-    results = {t["name"]: t for t in robustness(broken, X, CFG, seed=0, alert_threshold=0.9)}
+    # in a wave the daily alert budget leaves card tests under the threshold: "not alerted" alone refuses
+    # the model, "genuine and not alerted" does not
+    budget = {t["name"]: t for t in robustness(card_testing_aware, X_ct, CFG, seed=0, alert_threshold=0.99)}
+    assert not budget["extreme_amount_not_less_suspicious"]["passed"]
+    genuine = {
+        t["name"]: t for t in robustness(card_testing_aware, X_ct, CFG, seed=0, alert_threshold=0.99, labels=labels)
+    }
+    assert genuine["extreme_amount_not_less_suspicious"]["passed"], genuine
+    assert "genuine transactions it does not alert on" in genuine["extreme_amount_not_less_suspicious"]["description"]
+    results = {t["name"]: t for t in robustness(broken, X, CFG, seed=0, alert_threshold=0.9, labels=np.zeros(len(X)))}
     assert not results["extreme_amount_not_less_suspicious"]["passed"]  # the broken model still fails
+    assert not results["compromised_terminal_not_less_suspicious"]["passed"]
 
     jittery = lambda frame: ((frame["tx_amount"].fillna(0) * 7.3) % 1).to_numpy()  # any cent moves the score
     results = {t["name"]: t for t in robustness(jittery, X, CFG, seed=0)}

@@ -236,3 +236,53 @@ def test_gate_refuses_a_model_the_baseline_beats_on_card_precision_or_that_loses
     assert losing["decision"] == "rejected"
     assert [r.split(":")[0] for r in losing["reasons"]] == ["net_savings"] and "-865.00" in losing["reasons"][0]
     assert decide(_report(0.7, net_savings=0.0), champion, s)["decision"] == "passed"  # break-even is allowed
+
+
+def test_monotone_constraints_make_a_riskier_terminal_never_less_suspicious():
+    """The YAML's monotone constraints reach LightGBM in registry order and hold in the fitted model,
+    on data that teaches an unconstrained model the opposite (card tests only at clean terminals)."""
+    from jobs.config import get_settings, load_training_config
+    from jobs.evaluation.robustness import robustness
+    from jobs.features.registry import FEATURE_NAMES
+    from jobs.training.context import fit_final, fixed_params
+
+    cfg = load_training_config(get_settings())
+    params = fixed_params(cfg)
+    constrained = {n for n, d in zip(FEATURE_NAMES, params["monotone_constraints"], strict=True) if d}
+    assert constrained == set(cfg["monotone_constraints"]) and "terminal_risk_7d" in constrained
+    with pytest.raises(ValueError, match="not model features: terminal_risk_9d"):
+        fixed_params({**cfg, "monotone_constraints": {"terminal_risk_9d": 1}})
+    with pytest.raises(ValueError, match="must be 1, -1 or 0"):
+        fixed_params({**cfg, "monotone_constraints": {"terminal_risk_7d": 2}})
+
+    rng = np.random.default_rng(0)
+    n = 6000
+    X = pd.DataFrame({name: rng.random(n) for name in FEATURE_NAMES})
+    X["tx_amount"] = rng.uniform(1, 200, n)
+    risky = rng.random(n) < 0.3
+    for c in constrained:
+        X[c] = np.where(risky, rng.uniform(0.2, 1.0, n), 0.0)
+    for c in FEATURE_NAMES:  # the free terminal features the compromised-terminal test moves carry nothing here
+        if c.startswith("terminal_known_fraud_") and c not in constrained:
+            X[c] = 0.0
+    X["terminal_days_since_known_fraud"] = 999.0
+    card_test = (X["tx_amount"] < 20) & ~risky  # in training, card tests meet clean terminals only
+    y = ((card_test & (rng.random(n) < 0.8)) | (risky & (rng.random(n) < 0.15))).astype(int)
+    frame = X.assign(label=y)
+    config = {"num_leaves": 15, "min_child_samples": 20}
+    free_cfg = {**cfg, "monotone_constraints": {}}
+    models = {name: fit_final(frame, c, config, 100, seed=0) for name, c in (("free", free_cfg), ("constrained", cfg))}
+
+    tests = {
+        name: {t["name"]: t for t in robustness(lambda f, m=m: m.predict(f), X, cfg, 0, labels=np.zeros(n))}
+        for name, m in models.items()
+    }
+    assert not tests["free"]["compromised_terminal_not_less_suspicious"]["passed"]  # the data teaches it
+    assert tests["constrained"]["compromised_terminal_not_less_suspicious"]["value"] == 1.0
+    grid = X.sample(200, random_state=0)
+    previous = None
+    for r in np.linspace(0, 1, 11):  # every constrained feature raised together, row by row
+        scores = models["constrained"].predict(grid.assign(**dict.fromkeys(constrained, r)))
+        if previous is not None:
+            assert np.all(scores >= previous - 1e-12)
+        previous = scores
