@@ -74,6 +74,13 @@ def main() -> int:
     parser.add_argument("--weeks", type=int, default=4)
     parser.add_argument("--concurrency", type=int, default=2)
     parser.add_argument("--out", type=Path, default=ROOT / "var" / "bench-quality")
+    parser.add_argument(
+        "--constraints",
+        choices=("training.yaml", "none", "both"),
+        default="training.yaml",
+        help="the monotone constraints of training.yaml, none, or both in one run (tuned separately)",
+    )
+    parser.add_argument("--protocols", default=",".join(PROTOCOLS), help="comma-separated, of: " + ", ".join(PROTOCOLS))
     args = parser.parse_args()
 
     import os
@@ -82,6 +89,7 @@ def main() -> int:
     from jobs.config import get_settings, load_training_config
     from jobs.evaluation import baseline as ev_baseline
     from jobs.evaluation import metrics as ev
+    from jobs.evaluation.robustness import robustness
     from jobs.features.registry import features_matrix
     from jobs.training.context import fit_final
     from jobs.training.dataset import label_at, plan_windows, split
@@ -101,8 +109,16 @@ def main() -> int:
         flush=True,
     )
 
+    variants = {"training.yaml": cfg, "none": {**cfg, "monotone_constraints": {}}}
+    if args.constraints != "both":
+        variants = {args.constraints: variants[args.constraints]}
+    runs = [
+        (f"{protocol}, constraints {variant}" if len(variants) > 1 else protocol, PROTOCOLS[protocol], vcfg)
+        for variant, vcfg in variants.items()
+        for protocol in args.protocols.split(",")
+    ]
     summary = {}
-    for name, windows in PROTOCOLS.items():
+    for name, windows, cfg in runs:
         weeks = [last_mature - timedelta(days=7 * i) for i in range(args.weeks)][::-1]
         plan0 = plan_windows(weeks[0], n_folds=args.folds, label_as_of=as_of, **windows)
         _, folds = split(frame, plan0, settings.data.label_maturity_days)
@@ -114,7 +130,7 @@ def main() -> int:
             args.trials,
             args.concurrency,
             args.out / "ray",
-            name.replace("/", "-").replace(" ", "_"),
+            name.replace("/", "-").replace(" ", "_").replace(",", "").replace(".", "_"),
         )
         print(
             f"\n== {name}: tuned on folds before {plan0.main.evaluate.start} ({args.trials} trials, {tune_s:.0f} s): "
@@ -130,18 +146,29 @@ def main() -> int:
             handbook = _handbook_test_set(frame, plan, as_of, settings.data.label_maturity_days, label_at)
             row = {"test": f"{plan.main.evaluate.start}..{plan.main.evaluate.end}", "train_rows": len(main_split.train)}
             for variant, test in (("project", main_split.evaluate), ("handbook", handbook)):
+                scored = ev.evaluate(test, booster.predict(features_matrix(test)), cfg, settings.gate.slice_margin)
+                directional = robustness(
+                    lambda X: booster.predict(features_matrix(X)),  # noqa: B023 (used within this iteration)
+                    features_matrix(test),
+                    cfg,
+                    settings.training.seed,
+                    alert_threshold=scored["alert_threshold"]["threshold"],
+                    labels=test["label"].to_numpy(),
+                )
                 row[variant] = {
                     "rows": len(test),
                     "frauds": int(test["label"].sum()),
-                    "model": ev.evaluate(test, booster.predict(features_matrix(test)), cfg, settings.gate.slice_margin)[
-                        "overall"
-                    ],
+                    "model": scored["overall"],
                     "baseline": ev.evaluate(test, baseline(test), cfg, settings.gate.slice_margin)["overall"],
+                    "directional": {t["name"]: t["value"] for t in directional if t["kind"] == "directional"},
                 }
                 r = row[variant]
+                d = r["directional"]
                 print(
                     f"  test {row['test']} [{variant:8s}] {r['rows']:,} rows, {r['frauds']} frauds | LightGBM AUC {r['model']['auc']:.4f} "
-                    f"AP {r['model']['average_precision']:.4f} CP@100 {r['model']['card_precision_at_k']:.3f} | logistic baseline "
+                    f"AP {r['model']['average_precision']:.4f} CP@100 {r['model']['card_precision_at_k']:.3f} "
+                    f"(directional: extreme amount {d['extreme_amount_not_less_suspicious']:.3f}, compromised terminal "
+                    f"{d['compromised_terminal_not_less_suspicious']:.3f}) | logistic baseline "
                     f"AUC {r['baseline']['auc']:.4f} AP {r['baseline']['average_precision']:.4f} CP@100 {r['baseline']['card_precision_at_k']:.3f}",
                     flush=True,
                 )
@@ -155,13 +182,17 @@ def main() -> int:
                         statistics.mean(values),
                         statistics.stdev(values) if len(values) > 1 else 0.0,
                     )
+            for test_name in ("extreme_amount_not_less_suspicious", "compromised_terminal_not_less_suspicious"):
+                agg[f"{variant}.directional_min.{test_name}"] = min(r[variant]["directional"][test_name] for r in rows)
             a = lambda k: agg[f"{variant}.{k}"]  # noqa: B023 (used within this iteration)
             print(
                 f"  [{variant}] mean ± sd over {len(rows)} weeks: LightGBM AUC {a('model.auc')[0]:.4f} ± {a('model.auc')[1]:.4f}, "
                 f"AP {a('model.average_precision')[0]:.4f} ± {a('model.average_precision')[1]:.4f}, "
                 f"CP@100 {a('model.card_precision_at_k')[0]:.3f} ± {a('model.card_precision_at_k')[1]:.3f} "
                 f"(baseline AUC {a('baseline.auc')[0]:.4f}, AP {a('baseline.average_precision')[0]:.4f}, "
-                f"CP@100 {a('baseline.card_precision_at_k')[0]:.3f})",
+                f"CP@100 {a('baseline.card_precision_at_k')[0]:.3f}); directional tests, lowest week: extreme amount "
+                f"{a('directional_min.extreme_amount_not_less_suspicious'):.3f}, compromised terminal "
+                f"{a('directional_min.compromised_terminal_not_less_suspicious'):.3f} (pass: 0.95)",
                 flush=True,
             )
         summary[name] = {
