@@ -3,7 +3,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 ENV := . scripts/env.sh &&
 
-.PHONY: help setup jars demo train mlflow-ui test up down status bench lint format clean dbt-build dbt-docs bench-pipeline bench-train bench-quality serve score monitor bento bench-serving bench-monitor bench-drift explain reproduce maintain deploy rollback audit
+.PHONY: help setup jars demo train mlflow-ui test up down status bench lint format clean dbt-build dbt-docs bench-pipeline bench-train bench-quality serve score monitor bento bench-serving bench-monitor bench-drift bench-constraints explain reproduce maintain deploy rollback audit
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -91,8 +91,12 @@ bench-serving: setup ## the scoring API against `mlflow models serve` at 1/16/64
 bench-monitor: setup ## the daily monitoring step on a 1M-transaction day against Evidently's drift report alone (bench/monitor.py)
 	@$(ENV) python bench/monitor.py
 
-bench-drift: setup ## the monitoring loop end to end: a card-testing wave, flagged, retrained, recovered (bench/drift_scenario.py; ~1 h on 2 cores)
-	@$(ENV) python bench/drift_scenario.py
+bench-drift: setup ## the monitoring loop end to end: a card-testing wave, flagged, retrained, recovered (bench/drift_scenario.py; ~20 min on 2 cores; KEEP=DIR keeps or resumes its work dir)
+	@$(ENV) python bench/drift_scenario.py $(if $(KEEP),--keep $(KEEP))
+
+bench-constraints: setup ## refit a kept drift run's trainings with and without the monotone constraints (bench/constraints.py; KEEP=DIR of `make bench-drift KEEP=DIR`)
+	@test -n "$(KEEP)" || { echo "usage: make bench-constraints KEEP=DIR (a work dir kept by make bench-drift KEEP=DIR)"; exit 2; }
+	@$(ENV) python bench/constraints.py --keep $(KEEP)
 
 bench-pipeline: setup ## time one large day through ingestion, dbt and features (bench/pipeline.py; DAY_ROWS=1000000)
 	@$(ENV) python bench/pipeline.py --day-rows $(or $(DAY_ROWS),1000000)
