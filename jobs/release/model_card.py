@@ -62,6 +62,13 @@ def model_card_markdown(
         for grouping, p in sorted(report.get("parity", {}).items())
     )
     gains = report.get("feature_importance", {})
+    constrained = report.get("monotone_constraints") or {}
+    directions = (
+        ", ".join(f"`{n}` {'↑' if d > 0 else '↓'}" for n, d in constrained.items())
+        + " (LightGBM monotone constraints, `monotone_constraints` in the training YAML)"
+        if constrained
+        else "none"
+    )
 
     def governance(name: str) -> str:
         f = BY_NAME.get(name)
@@ -100,6 +107,7 @@ def model_card_markdown(
 - **Hyperparameters:** {json.dumps(ctx.get("best_config", {}), sort_keys=True)}, {
         ctx.get("best_rounds")
     } boosting rounds (Ray Tune, {ctx.get("n_trials")} trials, ASHA).
+- **Directional constraints** (the score never falls as a feature marked ↑ rises, all else equal): {directions}.
 - **Gate decision:** **{decision["decision"]}** ({decision["checked_at"]}); {"; ".join(decision["reasons"])}.
 
 | gate check | result | detail |

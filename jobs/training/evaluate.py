@@ -17,7 +17,7 @@ from jobs.evaluation.profile import REFERENCE_FILE, build_reference
 from jobs.features.cost import latest_costs
 from jobs.features.registry import FEATURE_NAMES, features_matrix
 from jobs.platform.tracking import Metric, mlflow_client
-from jobs.training.context import fit_final, load_booster, save_ctx
+from jobs.training.context import fit_final, fixed_params, load_booster, save_ctx
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +73,8 @@ def stage_evaluate(ctx: dict, settings: Settings | None = None) -> dict:
         (result["overall"]["average_precision"] or 0) > (base_report["overall"]["average_precision"] or 0)
     )
     result["feature_importance"] = importance(booster)
+    directions = fixed_params(cfg).get("monotone_constraints", [])
+    result["monotone_constraints"] = {n: d for n, d in zip(FEATURE_NAMES, directions, strict=False) if d}
     worth = cfg["evaluation"]["feature_benefit"]
     result["feature_benefit"] = benefit.permutation_benefit(
         folds,

@@ -432,6 +432,12 @@ def test_the_champion_reproduces_and_lakehouse_maintenance_keeps_it_so(
     assert set(evaluation["parity"]) == {"segment", "region"}
     card = Path(client.download_artifacts(champion.run_id, "model_card/model_card.md", str(tmp_path))).read_text()
     assert "## Features: benefit and cost" in card and "## Fairness: alert rate and false-positive rate" in card
+    # trained with the YAML's monotone constraints, recorded in the evaluation and named on the card
+    from jobs.config import load_training_config
+
+    declared = {n: d for n, d in load_training_config(s)["monotone_constraints"].items() if d}
+    assert evaluation["monotone_constraints"] == declared and declared
+    assert all(f"`{n}` ↑" in card for n in declared), card
 
     copy_dir = tmp_path / "data"
     shutil.copytree(s.storage.data_dir, copy_dir, ignore=shutil.ignore_patterns("training"))
