@@ -46,7 +46,7 @@ def main() -> int:
 
     from jobs.config import get_settings, load_training_config
     from jobs.evaluation import metrics
-    from jobs.evaluation.robustness import robustness
+    from jobs.evaluation.robustness import on_test_window
     from jobs.features.registry import features_matrix
     from jobs.training.context import fit_final
     from jobs.training.dataset import load_training_set
@@ -71,13 +71,12 @@ def main() -> int:
             report = metrics.evaluate(test, scores, vcfg, settings.gate.slice_margin)
             tests = {
                 t["name"]: t["value"]
-                for t in robustness(
+                for t in on_test_window(
                     lambda frame, b=booster: b.predict(features_matrix(frame)),
-                    X,
+                    test,
                     vcfg,
                     settings.training.seed,
-                    alert_threshold=report["alert_threshold"]["threshold"],
-                    labels=y,
+                    report["alert_threshold"]["threshold"],
                 )
             }
             o = report["overall"]

@@ -89,7 +89,7 @@ def main() -> int:
     from jobs.config import get_settings, load_training_config
     from jobs.evaluation import baseline as ev_baseline
     from jobs.evaluation import metrics as ev
-    from jobs.evaluation.robustness import robustness
+    from jobs.evaluation.robustness import on_test_window
     from jobs.features.registry import features_matrix
     from jobs.training.context import fit_final
     from jobs.training.dataset import label_at, plan_windows, split
@@ -147,13 +147,12 @@ def main() -> int:
             row = {"test": f"{plan.main.evaluate.start}..{plan.main.evaluate.end}", "train_rows": len(main_split.train)}
             for variant, test in (("project", main_split.evaluate), ("handbook", handbook)):
                 scored = ev.evaluate(test, booster.predict(features_matrix(test)), cfg, settings.gate.slice_margin)
-                directional = robustness(
+                directional = on_test_window(
                     lambda X: booster.predict(features_matrix(X)),  # noqa: B023 (used within this iteration)
-                    features_matrix(test),
+                    test,
                     cfg,
                     settings.training.seed,
-                    alert_threshold=scored["alert_threshold"]["threshold"],
-                    labels=test["label"].to_numpy(),
+                    scored["alert_threshold"]["threshold"],
                 )
                 row[variant] = {
                     "rows": len(test),

@@ -21,7 +21,7 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
-from jobs.features.registry import FEATURE_NAMES
+from jobs.features.registry import FEATURE_NAMES, features_matrix
 
 
 def _with_amount(X: pd.DataFrame, amount: np.ndarray) -> pd.DataFrame:
@@ -61,12 +61,9 @@ def robustness(
         judged &= base < alert_threshold
     if not judged.any():
         judged[:] = True
-    scope = {
-        (False, False): "",
-        (True, False): " of genuine transactions",
-        (False, True): " it does not alert on",
-        (True, True): " of genuine transactions it does not alert on",
-    }[(labels is not None, alert_threshold is not None)]
+    scope = (" of genuine transactions" if labels is not None else "") + (
+        " it does not alert on" if alert_threshold is not None else ""
+    )
     tests = []
 
     missing = X.copy()
@@ -133,3 +130,13 @@ def robustness(
         }
     )
     return tests
+
+
+def on_test_window(
+    predict: Callable[[pd.DataFrame], np.ndarray], test: pd.DataFrame, cfg: dict, seed: int, alert_threshold: float
+) -> list[dict]:
+    """The tests as the gate runs them on a test window: its feature matrix, the directional tests judged
+    on its genuine transactions (``label`` 0) scored below ``alert_threshold``."""
+    return robustness(
+        predict, features_matrix(test), cfg, seed, alert_threshold=alert_threshold, labels=test["label"].to_numpy()
+    )

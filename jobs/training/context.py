@@ -53,15 +53,13 @@ def load_booster(ctx: dict):
     return lgb.Booster(model_file=str(Path(ctx["run_dir"], MODEL_FILE)))
 
 
-def fixed_params(cfg: dict) -> dict:
-    """The LightGBM parameters every fit shares: the YAML's ``fixed_params`` and its
-    ``monotone_constraints`` (feature -> 1 or -1) as LightGBM's per-feature list, in registry order.
+def monotone_constraints(cfg: dict) -> dict[str, int]:
+    """The training config's ``monotone_constraints`` (feature -> 1 or -1), checked, without the free ones.
 
-    A training config without ``monotone_constraints`` (one recorded before they existed) fits without.
+    A training config without the key (one recorded before it existed) has none.
     """
     from jobs.features.registry import FEATURE_NAMES
 
-    params = dict(cfg["fixed_params"])
     declared = cfg.get("monotone_constraints") or {}
     unknown = sorted(set(declared) - set(FEATURE_NAMES))
     if unknown:
@@ -69,8 +67,18 @@ def fixed_params(cfg: dict) -> dict:
     bad = {name: d for name, d in declared.items() if d not in (-1, 0, 1)}
     if bad:
         raise ValueError(f"monotone_constraints: directions must be 1, -1 or 0: {bad}")
-    if any(declared.values()):
-        params["monotone_constraints"] = [int(declared.get(name, 0)) for name in FEATURE_NAMES]
+    return {name: int(d) for name, d in declared.items() if d}
+
+
+def fixed_params(cfg: dict) -> dict:
+    """The LightGBM parameters every fit shares: the YAML's ``fixed_params``, and its
+    :func:`monotone_constraints` as LightGBM's per-feature list, in registry order."""
+    from jobs.features.registry import FEATURE_NAMES
+
+    params = dict(cfg["fixed_params"])
+    constrained = monotone_constraints(cfg)
+    if constrained:
+        params["monotone_constraints"] = [constrained.get(name, 0) for name in FEATURE_NAMES]
     return params
 
 

@@ -17,7 +17,7 @@ from jobs.evaluation.profile import REFERENCE_FILE, build_reference
 from jobs.features.cost import latest_costs
 from jobs.features.registry import FEATURE_NAMES, features_matrix
 from jobs.platform.tracking import Metric, mlflow_client
-from jobs.training.context import fit_final, fixed_params, load_booster, save_ctx
+from jobs.training.context import fit_final, load_booster, monotone_constraints, save_ctx
 
 log = logging.getLogger(__name__)
 
@@ -58,14 +58,7 @@ def stage_evaluate(ctx: dict, settings: Settings | None = None) -> dict:
     test = main.evaluate
     scores = predict(test)
     result = metrics.evaluate(test, scores, cfg, margin)
-    result["robustness"] = robustness.robustness(
-        predict,
-        features_matrix(test),
-        cfg,
-        seed,
-        alert_threshold=result["alert_threshold"]["threshold"],
-        labels=test["label"].to_numpy(),
-    )
+    result["robustness"] = robustness.on_test_window(predict, test, cfg, seed, result["alert_threshold"]["threshold"])
     base = baseline.fit_baseline(main.train, seed)
     base_report = metrics.evaluate(test, base(test), cfg, margin)
     result["baseline"] = base_report["overall"]
@@ -73,8 +66,7 @@ def stage_evaluate(ctx: dict, settings: Settings | None = None) -> dict:
         (result["overall"]["average_precision"] or 0) > (base_report["overall"]["average_precision"] or 0)
     )
     result["feature_importance"] = importance(booster)
-    directions = fixed_params(cfg).get("monotone_constraints", [])
-    result["monotone_constraints"] = {n: d for n, d in zip(FEATURE_NAMES, directions, strict=False) if d}
+    result["monotone_constraints"] = monotone_constraints(cfg)
     worth = cfg["evaluation"]["feature_benefit"]
     result["feature_benefit"] = benefit.permutation_benefit(
         folds,
