@@ -10,7 +10,7 @@ store whose state is empty (features come from the live transactions) and a data
 * canary: the candidate's share of cards is within the binomial tolerance, exactly the cards the
   hash puts below the share, and a card never flips;
 * a version that fails its checks never serves; ``/readyz`` says why;
-* zero downtime: 16 clients for 32 s while a new champion is promoted, then rolled back;
+* zero downtime: 16 clients (5 requests/s each) for 32 s while a new champion is promoted, then rolled back;
 * ``deploy_model`` through ``dag.test()``: a progressive rollout that switches, one that rolls back
   automatically on the shadow comparison, and one that fails its smoke test.
 """
@@ -338,17 +338,24 @@ def test_a_pinned_version_is_checked_before_the_service_starts(versions, deploy_
 
 
 class Load:
-    """``clients`` threads posting single transactions until stopped; every answer kept with its times."""
+    """``clients`` threads posting single transactions, each at most ``rate`` a second, until stopped; every
+    answer kept with its times.
 
-    def __init__(self, url: str, clients: int = 16) -> None:
-        self.url, self.clients = url, clients
+    Paced, not flat out: what these tests prove is that concurrent requests in flight at a switch all
+    succeed, which 16 clients at 5 a second show as well as clients spinning. Flat out, they took both
+    cores from the rest of the suite for the whole load; throughput is ``bench/serving.py``'s to measure.
+    """
+
+    def __init__(self, url: str, clients: int = 16, rate: float = 5.0) -> None:
+        self.url, self.clients, self.interval = url, clients, 1.0 / rate
         self.results: list[tuple[float, float, int, str | None]] = []  # (start, end, status, version)
         self._stop = threading.Event()
         self._threads = [threading.Thread(target=self._run, args=(i,), daemon=True) for i in range(clients)]
 
     def _run(self, i: int) -> None:
         http, rng, out = requests.Session(), random.Random(i), []
-        while not self._stop.is_set():
+        due = time.monotonic() + rng.random() * self.interval  # the clients spread over the first interval
+        while not self._stop.wait(max(0.0, due - time.monotonic())):
             body = TRAFFIC.tx(rng=rng)
             start = time.monotonic()
             try:
@@ -357,6 +364,7 @@ class Load:
                 out.append((start, time.monotonic(), resp.status_code, version))
             except requests.RequestException as exc:
                 out.append((start, time.monotonic(), 0, repr(exc)))
+            due = max(due + self.interval, time.monotonic() - self.interval)  # late: no burst to catch up
         self.results.extend(out)
 
     def __enter__(self):
@@ -371,7 +379,7 @@ class Load:
 
 
 def test_zero_downtime_promote_then_rollback_under_load(deploy_service, versions, deploy_settings):
-    """16 clients for 32 s: promote a new champion at 8 s, roll back at 20 s. No failed request; every answer
+    """16 clients at 5 requests/s each for 32 s: promote a new champion at 8 s, roll back at 20 s. No failed request; every answer
     names a registered version; after each change plus the reload interval, every answer names the new one."""
     from jobs.release.registry import promote, rollback
 
@@ -426,7 +434,7 @@ def test_deploy_model_rolls_out_progressively_and_switches(
     old, new = versions["champion"], versions["similar"]
     _set_state(deploy_settings, old)
     _wait_route(deploy_service, {"champion": old, "candidate": None})
-    with Load(deploy_service.url, clients=4) as load:
+    with Load(deploy_service.url, clients=4, rate=10) as load:
         run, states = _run_deploy(
             load_dag, {"version": new, "strategy": "progressive", "canary_shares": [0.5, 1.0], "observe_seconds": 4}
         )
@@ -475,7 +483,7 @@ def test_deploy_model_rolls_back_automatically_when_the_shadow_disagrees(
     old, bad = versions["champion"], versions["inverse"]
     _set_state(deploy_settings, old)
     _wait_route(deploy_service, {"champion": old, "candidate": None})
-    with Load(deploy_service.url, clients=4) as load:
+    with Load(deploy_service.url, clients=4, rate=10) as load:
         run, states = _run_deploy(load_dag, {"version": bad, "strategy": "progressive", "observe_seconds": 4})
     assert str(run.state) == "failed", states
     assert (states["smoke_test"], states["shadow"], states["canary"], states["switch"], states["rollback"]) == (
