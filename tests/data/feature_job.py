@@ -1,4 +1,4 @@
-"""Run by ``test_failures.py`` in a process of its own (a lakehouse and metastore of its own).
+"""Run by ``test_feature_crash.py`` in a process of its own (a lakehouse and metastore of its own).
 
 python tests/data/feature_job.py setup features  # a small marts.fct_transactions; features of all days
                                                  # but the last; then the last day's (may be killed)
