@@ -140,6 +140,26 @@ class SparkSettings:
         "extra JVM options of the Spark driver (tests use C1-only JIT for a faster warm-up)",
     )
     ui_enabled: bool = setting("PIPELINE_SPARK_UI", "false", "start the Spark UI")
+    extra_conf: str = setting(
+        "PIPELINE_SPARK_CONF",
+        "",
+        "extra Spark properties, space-separated `key=value` (tests: interpreted expressions, "
+        "`spark.sql.codegen.factoryMode=NO_CODEGEN`, cheaper on tiny data)",
+    )
+
+    def __post_init__(self) -> None:
+        self.properties  # noqa: B018 -- a malformed pair fails at start-up, naming the variable
+
+    @property
+    def properties(self) -> dict[str, str]:
+        """``PIPELINE_SPARK_CONF`` as a dict (applied after, so over, the project's own properties)."""
+        out = {}
+        for pair in self.extra_conf.split():
+            key, sep, value = pair.partition("=")
+            if not sep or not key.startswith("spark.") or not value:
+                raise ConfigError(f"PIPELINE_SPARK_CONF: {pair!r} is not a spark.<property>=<value> pair")
+            out[key] = value
+        return out
 
 
 @dataclass(frozen=True)

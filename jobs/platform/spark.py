@@ -74,7 +74,7 @@ def spark_conf(settings: Settings | None = None) -> dict[str, str]:
         # One machine: bind the driver to loopback instead of whatever the hostname resolves to.
         conf["spark.driver.host"] = "127.0.0.1"
         conf["spark.driver.bindAddress"] = "127.0.0.1"
-    return conf
+    return {**conf, **spark.properties}
 
 
 def get_spark(settings: Settings | None = None, app_name: str = "fraud-pipeline"):

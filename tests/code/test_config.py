@@ -94,6 +94,7 @@ def test_a_gap_shorter_than_the_label_maturity_is_refused_naming_both_variables(
         ({"DBT_SPARK_PORT": "70000"}, r"DBT_SPARK_PORT='70000': must be at most 65535"),
         ({"DBT_TARGET": "prod"}, r"DBT_TARGET='prod': expected `local` or `thrift`"),
         ({"PIPELINE_CATCHUP": "maybe"}, r"PIPELINE_CATCHUP='maybe'"),
+        ({"PIPELINE_SPARK_CONF": "spark.a=1 codegen=off"}, r"PIPELINE_SPARK_CONF: 'codegen=off' is not a spark"),
         (
             {"PIPELINE_SENSOR_POKE_INTERVAL_S": "600", "PIPELINE_SENSOR_TIMEOUT_S": "60"},
             r"PIPELINE_SENSOR_POKE_INTERVAL_S=600 .* PIPELINE_SENSOR_TIMEOUT_S=60",
@@ -128,3 +129,18 @@ def test_dbt_profile_variables_come_from_the_settings():
     assert {"DBT_TARGET", "DBT_THREADS", "DBT_SPARK_HOST", "DBT_SPARK_PORT", "PIPELINE_LABEL_MATURITY_DAYS"} <= set(
         DEFAULTS
     )
+
+
+def test_extra_spark_properties_reach_the_session_and_dbt_over_the_projects_own():
+    from jobs.platform.dbt_runner import dbt_env
+    from jobs.platform.spark import spark_conf
+
+    s = load_settings(
+        {"PIPELINE_SPARK_CONF": "spark.sql.codegen.factoryMode=NO_CODEGEN  spark.sql.shuffle.partitions=7"}
+    )
+    conf = spark_conf(s)
+    assert conf["spark.sql.codegen.factoryMode"] == "NO_CODEGEN" and conf["spark.sql.shuffle.partitions"] == "7"
+    import json
+
+    assert json.loads(dbt_env(s)["PIPELINE_DBT_SPARK_CONF"]) == conf
+    assert "spark.sql.codegen.factoryMode" not in spark_conf(load_settings({}))
