@@ -1,12 +1,13 @@
 """Point-in-time features: the Spark job equals a brute-force reference, exactly, and never leaks.
 
-The reference below recomputes every feature by scanning the whole history for each transaction;
-it shares no code with the job (nor with the serving path, which is compared too).
+The reference below recomputes every feature by scanning the whole history of the transaction's
+customer and terminal for each transaction; it shares no code with the job (nor with the serving
+path, which is compared too).
 """
 
 from __future__ import annotations
 
-from collections import namedtuple
+from collections import defaultdict, namedtuple
 from datetime import UTC, datetime, timedelta
 
 from hypothesis import HealthCheck, given
@@ -26,6 +27,10 @@ NO_FRAUD = 999.0  # terminal_days_since_known_fraud without a known fraud in the
 def reference_features(rows: list[Tx], delay: int = DELAY, targets: list[Tx] | None = None) -> dict[str, dict]:
     """Every feature of every target row (default: all rows), by brute force over ``rows``."""
     out = {}
+    by_customer, by_terminal = defaultdict(list), defaultdict(list)  # each entity's whole history, scanned per row
+    for x in rows:
+        by_customer[x.customer_id].append(x)
+        by_terminal[x.terminal_id].append(x)
     for r in rows if targets is None else targets:
         t = r.tx_datetime
         f = {
@@ -34,15 +39,13 @@ def reference_features(rows: list[Tx], delay: int = DELAY, targets: list[Tx] | N
             "tx_during_night": 1 if t.hour <= 6 else 0,
         }
         for n in (1, 7, 30):
-            mine = [
-                x.cents for x in rows if x.customer_id == r.customer_id and t - timedelta(days=n) < x.tx_datetime <= t
-            ]
+            mine = [x.cents for x in by_customer[r.customer_id] if t - timedelta(days=n) < x.tx_datetime <= t]
             f[f"customer_nb_tx_{n}d"] = len(mine)
             f[f"customer_avg_amount_{n}d"] = sum(mine) / len(mine) / 100
         f["customer_amount_ratio_30d"] = (
             (r.cents / 100) / f["customer_avg_amount_30d"] if f["customer_avg_amount_30d"] else 1.0
         )
-        terminal = [x for x in rows if x.terminal_id == r.terminal_id]
+        terminal = by_terminal[r.terminal_id]
         known_at_t = [x for x in terminal if x.known_at is not None and x.known_at <= t]
         for n in (1, 7, 30):
             lo, hi = t - timedelta(days=n + delay), t - timedelta(days=delay)
@@ -144,29 +147,47 @@ def histories(draw, max_rows: int = 24) -> list[Tx]:
     return rows
 
 
-@hsettings(max_examples=25, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
-@given(rows=histories())
-def test_spark_features_equal_reference_and_serving_exactly(spark, rows):
-    expected = reference_features(rows)
-    assert spark_features(spark, rows) == expected
-    assert serving_features(rows) == expected
+def tagged(k: int, rows: list[Tx]) -> list[Tx]:
+    """History ``k`` with its transactions, customers and terminals renamed apart from every other history's."""
+    return [
+        r._replace(
+            transaction_id=f"h{k}.{r.transaction_id}",
+            customer_id=f"h{k}.{r.customer_id}",
+            terminal_id=f"h{k}.{r.terminal_id}",
+        )
+        for r in rows
+    ]
+
+
+# Each example is several independent histories (ids renamed apart) computed in one Spark job: every
+# feature is a window or join per customer, terminal or transaction, so histories cannot see each
+# other, and a Spark job per history would cost a second of planning for a few dozen rows.
 
 
 @hsettings(max_examples=8, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
-@given(rows=histories(max_rows=16), later=histories(max_rows=6), data=st.data())
-def test_later_transactions_and_reports_never_change_earlier_features(spark, rows, later, data):
-    cutoff = data.draw(st.sampled_from(sorted(r.tx_datetime for r in rows)))
-    before = spark_features(spark, rows)
+@given(batch=st.lists(histories(), min_size=1, max_size=6))
+def test_spark_features_equal_reference_and_serving_exactly(spark, batch):
+    batch = [tagged(k, rows) for k, rows in enumerate(batch)]
+    computed = spark_features(spark, [r for rows in batch for r in rows])
+    for rows in batch:
+        expected = reference_features(rows)
+        assert {r.transaction_id: computed[r.transaction_id] for r in rows} == expected
+        assert serving_features(rows) == expected
+
+
+@st.composite
+def later_changes(draw) -> tuple[list[Tx], list[Tx], datetime]:
+    """A history, the same history as it may look later (after a cutoff), and the cutoff."""
+    rows, later = draw(histories(max_rows=16)), draw(histories(max_rows=6))
+    cutoff = draw(st.sampled_from(sorted(r.tx_datetime for r in rows)))
     changed = []
     for r in rows:
         if r.tx_datetime > cutoff:  # a later transaction: anything about it may change
-            r = r._replace(
-                cents=data.draw(st.integers(0, 300_000)), customer_id=data.draw(st.sampled_from(["c1", "c2"]))
-            )
+            r = r._replace(cents=draw(st.integers(0, 300_000)), customer_id=draw(st.sampled_from(["c1", "c2"])))
         # any report that becomes known after the cutoff may appear, move or vanish
-        if data.draw(st.booleans()) and (r.known_at is None or r.known_at > cutoff):
-            late = cutoff + timedelta(microseconds=1, days=data.draw(st.integers(0, 5)))
-            r = r._replace(known_at=data.draw(st.sampled_from([None, max(late, r.tx_datetime + timedelta(seconds=1))])))
+        if draw(st.booleans()) and (r.known_at is None or r.known_at > cutoff):
+            late = cutoff + timedelta(microseconds=1, days=draw(st.integers(0, 5)))
+            r = r._replace(known_at=draw(st.sampled_from([None, max(late, r.tx_datetime + timedelta(seconds=1))])))
         changed.append(r)
     # New transactions after the cutoff, on the same customers and terminals.
     for i, x in enumerate(later):
@@ -175,10 +196,19 @@ def test_later_transactions_and_reports_never_change_earlier_features(spark, row
                 transaction_id=f"late{i}", tx_datetime=cutoff + (x.tx_datetime - BASE) + timedelta(microseconds=1)
             )
         )
-    after = spark_features(spark, changed)
-    for r in rows:
-        if r.tx_datetime <= cutoff:
-            assert after[r.transaction_id] == before[r.transaction_id], r.transaction_id
+    return rows, changed, cutoff
+
+
+@hsettings(max_examples=4, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(batch=st.lists(later_changes(), min_size=1, max_size=4))
+def test_later_transactions_and_reports_never_change_earlier_features(spark, batch):
+    batch = [(tagged(k, rows), tagged(k, changed), cutoff) for k, (rows, changed, cutoff) in enumerate(batch)]
+    before = spark_features(spark, [r for rows, _, _ in batch for r in rows])
+    after = spark_features(spark, [r for _, changed, _ in batch for r in changed])
+    for rows, _, cutoff in batch:
+        for r in rows:
+            if r.tx_datetime <= cutoff:
+                assert after[r.transaction_id] == before[r.transaction_id], r.transaction_id
 
 
 # --------------------------------------------------------------------------------------------
