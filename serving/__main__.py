@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
 from jobs.config import REPO_ROOT, get_settings
 
@@ -44,6 +45,17 @@ def preflight() -> str | None:
     return None
 
 
+def bentoml_home(port: int) -> Path:
+    """BentoML's home for the server on ``port`` (unless ``BENTOML_HOME`` is set): one per port.
+
+    BentoML keeps its workers' Prometheus files in ``$BENTOML_HOME/prometheus_multiproc_dir`` and empties
+    that folder whenever a server starts, so two servers sharing a home (a second ``make serve``, a
+    rollout's smoke test, a test run) would erase each other's metrics. Serving from source needs no
+    Bento store, so each port gets a home of its own under the service's files.
+    """
+    return get_settings().storage.serving_dir / "bentoml" / str(port)
+
+
 def main(argv: list[str] | None = None) -> int:
     s = get_settings().serving
     parser = argparse.ArgumentParser(prog="python -m serving", description="Run the scoring service.")
@@ -58,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         return 0
     os.environ.update({"PIPELINE_SERVING_HOST": args.host, "PIPELINE_SERVING_PORT": str(args.port)})
+    os.environ.setdefault("BENTOML_HOME", str(bentoml_home(args.port)))
     os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
     os.chdir(REPO_ROOT)
     bentoml = os.path.join(os.path.dirname(sys.executable), "bentoml")

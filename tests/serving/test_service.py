@@ -275,7 +275,7 @@ def test_schemathesis_finds_no_server_error(service):
     assert answered["2xx"] and answered["4xx"], answered  # both valid and invalid requests were generated
 
 
-def test_probes_and_metrics(service):
+def test_probes_and_metrics(service, serving_settings):
     assert requests.get(f"{service.url}/healthz", timeout=5).status_code == 200
     assert requests.get(f"{service.url}/readyz", timeout=5).status_code == 200
     text = requests.get(f"{service.url}/metrics", timeout=5).text
@@ -288,6 +288,11 @@ def test_probes_and_metrics(service):
     ):
         assert name in text, name
     assert 'status="415"' in text and 'status="200"' in text
+    # Its workers' Prometheus files are its own (BentoML empties that folder when any server starts):
+    # a service started in the other test worker meanwhile erased these counts when it was shared.
+    port = service.url.rsplit(":", 1)[1]
+    own = serving_settings.storage.serving_dir / "bentoml" / port / "prometheus_multiproc_dir"
+    assert list(own.glob("*.db")), own
 
 
 def test_batch_score_dag(load_dag, airflow_db, champion, serving_settings, online_store):
