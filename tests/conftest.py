@@ -72,11 +72,11 @@ HISTORY_FILES = {
 # out first so that neither worker is left with one at the end while the other has nothing to do.
 # The shared history has to come first: it is the longest, and only one worker can run it.
 LONGEST_FIRST = {
-    "shared-history": 550,
-    "tests/dags/test_data_pipeline_e2e.py": 300,
-    "tests/data/test_feature_crash.py": 170,
-    "tests/serving/test_deploy.py": 110,
-    "tests/data/test_failures.py": 60,
+    "shared-history": 375,
+    "tests/dags/test_data_pipeline_e2e.py": 190,
+    "tests/serving/test_deploy.py": 120,
+    "tests/data/test_feature_crash.py": 105,
+    "tests/data/test_failures.py": 45,
 }
 
 
@@ -98,12 +98,20 @@ def pytest_xdist_make_scheduler(config, log):
             return "shared-history" if path in HISTORY_FILES else path
 
         def _assign_work_unit(self, node):
-            """Hand out the longest unit left first (so no worker is left with one at the end).
+            """Hand out the longest unit left first (so no worker is left with one at the end), unless
+            the worker is still busy with a long one: then the shortest.
 
+            xdist hands a worker its next unit ahead, while two of its tests are still pending (a worker
+            holds its last test until it knows the next); a long unit handed ahead would wait behind the
+            long one (the feature crash test is a single test of two minutes) while the other worker
+            may run out of work.
             The queue is reordered, never the collections: xdist sends a worker *indexes* into that
             worker's own collection, so reordered collections would send other tests than the unit's.
             """
-            first = max(self.workqueue, key=lambda scope: LONGEST_FIRST.get(scope, 0))
+            busy = any(
+                scope in LONGEST_FIRST and not all(tests.values()) for scope, tests in self.assigned_work[node].items()
+            )
+            first = (min if busy else max)(self.workqueue, key=lambda scope: LONGEST_FIRST.get(scope, 0))
             self.workqueue.move_to_end(first, last=False)
             super()._assign_work_unit(node)
 
