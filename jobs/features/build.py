@@ -212,10 +212,12 @@ def _write_state(spark, day: date, delay_days: int) -> dict[str, int]:
         frame = frame.select(*spark.table(table).columns)
         replace_where(spark, frame, table, f"state_date = '{day}'")
         failpoint(f"features:after_{table.split('.')[1]}")
-        latest = spark.table(table).agg(F.max("state_date")).collect()[0][0]
+        written = spark.table(table).agg(  # one query: the newest state, and this day's rows (pruning keeps them)
+            F.max("state_date").alias("latest"), F.count(F.when(F.col("state_date") == F.lit(day), 1)).alias("rows")
+        )
+        latest, counts[table] = written.first()
         if day >= latest:  # prune when writing the newest state; a backfill of an old day prunes nothing
             spark.sql(f"DELETE FROM {table} WHERE state_date < DATE'{day - timedelta(days=STATE_RETENTION_DAYS)}'")
-        counts[table] = spark.table(table).where(F.col("state_date") == F.lit(day)).count()
     return counts
 
 
