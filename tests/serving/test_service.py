@@ -290,8 +290,9 @@ def test_probes_and_metrics(service, serving_settings):
     assert 'status="415"' in text and 'status="200"' in text
     # Its workers' Prometheus files are its own (BentoML empties that folder when any server starts):
     # a service started in the other test worker meanwhile erased these counts when it was shared.
-    port = service.url.rsplit(":", 1)[1]
-    own = serving_settings.storage.serving_dir / "bentoml" / port / "prometheus_multiproc_dir"
+    from serving.__main__ import bentoml_home
+
+    own = bentoml_home(int(service.url.rsplit(":", 1)[1])) / "prometheus_multiproc_dir"
     assert list(own.glob("*.db")), own
 
 
