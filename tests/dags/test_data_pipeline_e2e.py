@@ -164,6 +164,8 @@ def _no_retries(dag):
 
 def test_a_feature_validation_failure_stops_the_line(pipeline_days, settings, spark):
     """A validation failure fails at once (no retry: the data would fail again) and emits no Asset."""
+    from jobs.features.build import build_features
+
     dag, _ = pipeline_days
     day = START  # already built; marts changed behind the pipeline's back: one negative amount
     victim = spark.sql(
@@ -171,7 +173,6 @@ def test_a_feature_validation_failure_stops_the_line(pipeline_days, settings, sp
         "ORDER BY transaction_id LIMIT 1"
     ).first()
     where = f"batch_date = DATE'{day}' AND transaction_id = '{victim['transaction_id']}'"
-    features = {t: delta.version(settings, t) for t in DERIVED_TABLES if t.startswith("features.")}
     spark.sql(f"UPDATE marts.fct_transactions SET tx_amount = -1.0 WHERE {where}")
     try:
         run = dag.test(logical_date=_utc(day), mark_success_pattern=r"(?!build_features$|validate_features$).*")
@@ -188,8 +189,7 @@ def test_a_feature_validation_failure_stops_the_line(pipeline_days, settings, sp
         assert failed.status == "alert" and failed.value >= 1 and "tx_amount" in failed.detail, failed
     finally:  # the session's lakehouse is shared: put the day back as it was
         spark.sql(f"UPDATE marts.fct_transactions SET tx_amount = {victim['tx_amount']} WHERE {where}")
-        for table, version in features.items():
-            spark.sql(f"RESTORE TABLE {table} TO VERSION AS OF {version}")
+        build_features(day, settings=settings)
 
 
 def test_a_failing_dbt_test_stops_the_line(pipeline_days, settings, spark):
