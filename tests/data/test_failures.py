@@ -46,16 +46,6 @@ RUN_SPECIFIC = (
 CRASH_START, CRASH_DAYS = date(2025, 4, 1), 3
 
 
-def _run(module: str, args: list[str], data_dir: Path, failpoint: str | None = None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PIPELINE_DATA_DIR": str(data_dir)}
-    env.pop("PIPELINE_FAILPOINT", None)
-    if failpoint:
-        env["PIPELINE_FAILPOINT"] = failpoint
-    return subprocess.run(
-        [sys.executable, "-m", module, *args], env=env, capture_output=True, text=True, timeout=600, cwd=REPO_ROOT
-    )
-
-
 @pytest.fixture(scope="module")
 def landing(tmp_path_factory) -> Path:
     """Three simulated days with malformed rows (the files every crash test ingests)."""
@@ -75,8 +65,15 @@ def _copy(src: Path, dst: Path) -> Path:
 def _ingest_range(data: Path, source: str, failpoint: str) -> subprocess.CompletedProcess:
     """The crash days ingested by ``python -m jobs.data.ingest`` in a process of its own, armed to be killed."""
     last = CRASH_START + timedelta(days=CRASH_DAYS - 1)
-    return _run(
-        "jobs.data.ingest", ["--date", str(CRASH_START), "--through", str(last), "--source", source], data, failpoint
+    args = ["--date", str(CRASH_START), "--through", str(last), "--source", source]
+    env = {**os.environ, "PIPELINE_DATA_DIR": str(data), "PIPELINE_FAILPOINT": failpoint}
+    return subprocess.run(
+        [sys.executable, "-m", "jobs.data.ingest", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=REPO_ROOT,
     )
 
 
