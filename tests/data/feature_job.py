@@ -5,8 +5,9 @@ python tests/data/feature_job.py setup features  # a small marts.fct_transaction
 python tests/data/feature_job.py features        # the features of the last day (PIPELINE_FAILPOINT may kill it)
 
 ``setup`` also computes the last day once, cleanly, records the digest of each feature table in
-``<data dir>/reference.json``, then RESTOREs the tables to the version before that day (Delta time
-travel): the clean reference costs no second process. ``PIPELINE_FAILPOINT`` is armed only for the
+``<data dir>/reference.json``, then restores the tables to the version before that day (Delta time
+travel, with delta-rs: a commit of milliseconds, where Spark's RESTORE costs seconds a table in a cold
+JVM): the clean reference costs no second process. ``PIPELINE_FAILPOINT`` is armed only for the
 ``features`` step, so the first crash shares the set-up's JVM (each JVM start costs 20 to 60 s here).
 """
 
@@ -57,6 +58,8 @@ def setup(spark) -> None:
 
 def main() -> int:
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests/, for tables.py
+    from deltalake import DeltaTable
+
     from jobs.config import get_settings
     from jobs.features.build import build_features
     from jobs.platform import delta
@@ -75,7 +78,7 @@ def main() -> int:
         reference = {t: digest(settings, t, ("computed_at",)) for t in FEATURE_TABLES}
         (settings.storage.data_dir / "reference.json").write_text(json.dumps(reference))
         for table, version in before.items():
-            spark.sql(f"RESTORE TABLE {table} TO VERSION AS OF {version}")
+            DeltaTable(str(delta.path(settings, table))).restore(version)
     if "features" in sys.argv[1:]:
         if armed:
             os.environ["PIPELINE_FAILPOINT"] = armed
