@@ -29,6 +29,7 @@ from tables import INGESTION_TABLES, digest, rows
 START = date(2025, 11, 1)
 DAYS = 2
 DERIVED_TABLES = tuple(t for t in REPORT_TABLES if t.split(".")[0] in ("marts", "features"))
+FEATURE_TABLES = ("features.transaction_features", "features.customer_state", "features.terminal_state")
 WRITE_TIME_COLUMNS = ("computed_at",)  # when a feature row was computed: differs by design between runs
 
 
@@ -164,7 +165,7 @@ def _no_retries(dag):
 
 def test_a_feature_validation_failure_stops_the_line(pipeline_days, settings, spark):
     """A validation failure fails at once (no retry: the data would fail again) and emits no Asset."""
-    from jobs.features.build import build_features
+    from deltalake import DeltaTable
 
     dag, _ = pipeline_days
     day = START  # already built; marts changed behind the pipeline's back: one negative amount
@@ -173,6 +174,8 @@ def test_a_feature_validation_failure_stops_the_line(pipeline_days, settings, sp
         "ORDER BY transaction_id LIMIT 1"
     ).first()
     where = f"batch_date = DATE'{day}' AND transaction_id = '{victim['transaction_id']}'"
+    touched = ("marts.fct_transactions", *FEATURE_TABLES)
+    versions = {t: delta.version(settings, t) for t in touched}
     spark.sql(f"UPDATE marts.fct_transactions SET tx_amount = -1.0 WHERE {where}")
     try:
         run = dag.test(logical_date=_utc(day), mark_success_pattern=r"(?!build_features$|validate_features$).*")
@@ -187,9 +190,13 @@ def test_a_feature_validation_failure_stops_the_line(pipeline_days, settings, sp
         checks = {(r.source, r.metric): r for r in data_quality(settings, day, None, load_monitoring_config(settings))}
         failed = checks[("features", "failed_expectations")]
         assert failed.status == "alert" and failed.value >= 1 and "tx_amount" in failed.detail, failed
-    finally:  # the session's lakehouse is shared: put the day back as it was
-        spark.sql(f"UPDATE marts.fct_transactions SET tx_amount = {victim['tx_amount']} WHERE {where}")
-        build_features(day, settings=settings)
+    finally:  # the session's lakehouse is shared: the mart and the features back as they were (time travel)
+        for table, version in versions.items():
+            DeltaTable(str(delta.path(settings, table))).restore(version)
+    assert (
+        rows(settings, "marts.fct_transactions", day, transaction_id=victim["transaction_id"])[0]["tx_amount"]
+        == victim["tx_amount"]
+    )
 
 
 def test_a_failing_dbt_test_stops_the_line(pipeline_days, settings, spark):

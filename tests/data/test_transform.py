@@ -13,6 +13,7 @@ from deltalake import DeltaTable
 from jobs.platform import delta
 from jobs.platform.dbt_runner import run_dbt
 
+FCT = "marts.fct_transactions"
 FCT_COLUMNS = (
     "transaction_id, tx_datetime, tx_date, customer_id, terminal_id, tx_amount, label_status, is_fraud, "
     "reported_at, report_known_at, label_available_at, batch_date, source_ingested_at"
@@ -35,44 +36,8 @@ def _status_counts(spark, days):
     return {r["label_status"]: r["n"] for r in rows}
 
 
-def test_incremental_history_equals_full_refresh_and_labels_follow_reports(history, settings, spark):
-    days = history
-    quick = settings.override(data={"label_maturity_days": 2})  # labels mature inside the simulated days
-    run_dbt(["run", "--select", "+fct_transactions", "--full-refresh", "--quiet"], quick, vars={"as_of": str(days[0])})
-    first = _status_counts(spark, days)
-    for day in (days[2], days[4]):
-        run_dbt(["run", "--select", "fct_transactions", "--quiet"], quick, vars={"as_of": str(day)})
-    # A corrected landing file withdraws one transaction and re-delivers another with a new amount
-    # (ingestion deletes the first from bronze and stamps the second with its own ingestion time).
-    bronze = DeltaTable(str(delta.path(settings, "bronze.transactions")))
-    bronze_version = bronze.version()
-    withdrawn, corrected = (
-        r[0] for r in spark.sql("SELECT transaction_id FROM marts.fct_transactions ORDER BY 1 LIMIT 2").collect()
-    )
-    try:
-        bronze.delete(f"transaction_id = '{withdrawn}'")
-        bronze.update(
-            updates={"tx_amount": "tx_amount + 1000", "ingested_at": "ingested_at + interval '1 day'"},
-            predicate=f"transaction_id = '{corrected}'",
-        )
-        run_dbt(["run", "--select", "fct_transactions", "--quiet"], quick, vars={"as_of": str(days[-1])})
-        incremental = _fct(spark)
-        last = _status_counts(spark, days)
-        run_dbt(
-            ["run", "--select", "fct_transactions", "--full-refresh", "--quiet"], quick, vars={"as_of": str(days[-1])}
-        )
-        full = _fct(spark)
-    finally:  # the history is shared: bronze back as it was, and the mart with it (incrementally)
-        DeltaTable(str(delta.path(settings, "bronze.transactions"))).restore(bronze_version)
-        run_dbt(["run", "--select", "fct_transactions", "--quiet"], quick, vars={"as_of": str(days[-1])})
-
-    assert incremental == full
-    amounts = {row[0]: row[5] for row in incremental}
-    assert withdrawn not in amounts and amounts[corrected] == _bronze_amount(spark, corrected) + 1000
-    # The runs did move labels: pending transactions matured or were reported in between.
-    assert first.get("pending", 0) > last.get("pending", 0) and last.get("genuine", 0) > first.get("genuine", 0)
-
-    # Every label as of the last day, recomputed from bronze in plain Python.
+def _assert_labels_follow_bronze(spark, days) -> None:
+    """Every label of the mart as of the last day equals the one recomputed from bronze in plain Python."""
     as_of_end = datetime.combine(days[-1] + timedelta(days=1), time())
     # The earliest report per transaction, and the day of its file (a report is known when that day ends).
     reports: dict[str, tuple] = {}
@@ -107,6 +72,47 @@ def test_incremental_history_equals_full_refresh_and_labels_follow_reports(histo
         assert row["report_known_at"] == known, tx["transaction_id"]
         statuses.add(expected)
     assert statuses == {"fraud", "genuine", "pending"}
+
+
+def test_incremental_history_equals_full_refresh_and_labels_follow_reports(history, settings, spark):
+    days = history
+    quick = settings.override(data={"label_maturity_days": 2})  # labels mature inside the simulated days
+    bronze = DeltaTable(str(delta.path(settings, "bronze.transactions")))
+    versions = {"bronze.transactions": bronze.version(), "marts.fct_transactions": delta.version(settings, FCT)}
+    try:
+        run_dbt(
+            ["run", "--select", "+fct_transactions", "--full-refresh", "--quiet"], quick, vars={"as_of": str(days[0])}
+        )
+        first = _status_counts(spark, days)
+        for day in (days[2], days[4]):
+            run_dbt(["run", "--select", "fct_transactions", "--quiet"], quick, vars={"as_of": str(day)})
+        # A corrected landing file withdraws one transaction and re-delivers another with a new amount
+        # (ingestion deletes the first from bronze and stamps the second with its own ingestion time).
+        withdrawn, corrected = (
+            r[0] for r in spark.sql(f"SELECT transaction_id FROM {FCT} ORDER BY 1 LIMIT 2").collect()
+        )
+        bronze.delete(f"transaction_id = '{withdrawn}'")
+        bronze.update(
+            updates={"tx_amount": "tx_amount + 1000", "ingested_at": "ingested_at + interval '1 day'"},
+            predicate=f"transaction_id = '{corrected}'",
+        )
+        run_dbt(["run", "--select", "fct_transactions", "--quiet"], quick, vars={"as_of": str(days[-1])})
+        incremental = _fct(spark)
+        last = _status_counts(spark, days)
+        run_dbt(
+            ["run", "--select", "fct_transactions", "--full-refresh", "--quiet"], quick, vars={"as_of": str(days[-1])}
+        )
+        full = _fct(spark)
+        _assert_labels_follow_bronze(spark, days)  # before bronze goes back: the labels of the corrected files
+    finally:  # the history is shared: bronze and the mart back as the backfill left them (Delta time travel)
+        for table, version in versions.items():
+            DeltaTable(str(delta.path(settings, table))).restore(version)
+
+    assert incremental == full
+    amounts = {row[0]: row[5] for row in incremental}
+    assert withdrawn not in amounts and amounts[corrected] == _bronze_amount(spark, corrected) + 1000
+    # The runs did move labels: pending transactions matured or were reported in between.
+    assert first.get("pending", 0) > last.get("pending", 0) and last.get("genuine", 0) > first.get("genuine", 0)
 
 
 def test_dbt_unit_tests_pass(history, settings):
