@@ -98,10 +98,10 @@ HISTORY_FILES = {
 # out first so that neither worker is left with one at the end while the other has nothing to do.
 # The shared history has to come first: it is the longest, and only one worker can run it.
 LONGEST_FIRST = {
-    "shared-history": 380,
-    "tests/dags/test_data_pipeline_e2e.py": 210,
-    "tests/data/test_feature_crash.py": 115,
+    "shared-history": 360,
+    "tests/dags/test_data_pipeline_e2e.py": 195,
     "tests/serving/test_deploy.py": 95,
+    "tests/data/test_feature_crash.py": 90,
     "tests/data/test_failures.py": 25,
 }
 
@@ -129,7 +129,7 @@ def pytest_xdist_make_scheduler(config, log):
 
             xdist hands a worker its next unit ahead, while two of its tests are still pending (a worker
             holds its last test until it knows the next); a long unit handed ahead would wait behind the
-            long one (the feature crash test is a single test of two minutes) while the other worker
+            long one (the feature crash test is a single test of a minute and a half) while the other worker
             may run out of work.
             The queue is reordered, never the collections: xdist sends a worker *indexes* into that
             worker's own collection, so reordered collections would send other tests than the unit's.
