@@ -46,6 +46,7 @@ SOURCE_TABLE = "marts.fct_transactions"
 FEATURES_TABLE = "features.transaction_features"
 CUSTOMER_STATE_TABLE = "features.customer_state"
 TERMINAL_STATE_TABLE = "features.terminal_state"
+OUTPUT_TABLES = (FEATURES_TABLE, CUSTOMER_STATE_TABLE, TERMINAL_STATE_TABLE)  # what a run writes, in that order
 STATE_RETENTION_DAYS = 7
 KEY_COLUMNS = ("transaction_id", "tx_datetime", "customer_id", "terminal_id", "batch_date")
 SPARK_TYPES = {"int": "int", "double": "double"}

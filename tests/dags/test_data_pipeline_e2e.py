@@ -21,6 +21,7 @@ import pytest
 
 from jobs.data.ingest import SOURCES, ingest
 from jobs.data.simulate import Population, SimulationConfig, simulate, simulate_day
+from jobs.features.build import OUTPUT_TABLES as FEATURE_TABLES
 from jobs.platform import delta
 from jobs.platform.lakehouse import REPORT_TABLES
 
@@ -29,7 +30,6 @@ from tables import INGESTION_TABLES, digest, rows
 START = date(2025, 11, 1)
 DAYS = 2
 DERIVED_TABLES = tuple(t for t in REPORT_TABLES if t.split(".")[0] in ("marts", "features"))
-FEATURE_TABLES = ("features.transaction_features", "features.customer_state", "features.terminal_state")
 WRITE_TIME_COLUMNS = ("computed_at",)  # when a feature row was computed: differs by design between runs
 
 

@@ -21,9 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
+from jobs.features.build import OUTPUT_TABLES as FEATURE_TABLES
+
 FIRST, DAYS = date(2025, 2, 1), 10
 LAST = FIRST + timedelta(days=DAYS - 1)
-FEATURE_TABLES = ("features.transaction_features", "features.customer_state", "features.terminal_state")
 
 
 def setup(spark) -> None:

@@ -15,11 +15,11 @@ import sys
 from pathlib import Path
 
 from jobs.config import REPO_ROOT, load_settings
+from jobs.features.build import OUTPUT_TABLES as FEATURE_TABLES
 
 from tables import digest, rows
 
 FEATURE_JOB = Path(__file__).with_name("feature_job.py")
-FEATURE_TABLES = ("features.transaction_features", "features.customer_state", "features.terminal_state")
 
 
 def _feature_job(mode: str, data: Path, failpoint: str | None = None) -> subprocess.CompletedProcess:
