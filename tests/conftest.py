@@ -164,6 +164,9 @@ def pytest_sessionfinish(session, exitstatus):
 
         ray.shutdown()
     shutil.rmtree(TMP, ignore_errors=True)
+    # At interpreter exit py4j's finalizer thread still tells the (gone) JVM to release objects, fails, and
+    # logs it with logging.info to a stream pytest has closed: no "--- Logging error ---" dump for that.
+    logging.raiseExceptions = False
 
 
 @pytest.fixture(scope="session")
