@@ -8,7 +8,7 @@ python tests/data/feature_job.py features        # the features of the last day 
 ``<data dir>/reference.json``, then restores the tables to the version before that day (Delta time
 travel, with delta-rs: a commit of milliseconds, where Spark's RESTORE costs seconds a table in a cold
 JVM): the clean reference costs no second process. ``PIPELINE_FAILPOINT`` is armed only for the
-``features`` step, so the first crash shares the set-up's JVM (each JVM start costs 20 to 60 s here).
+``features`` step, so the first crash shares the set-up's JVM (each process costs 17 to 35 s here, most of it starting and warming its JVM).
 """
 
 from __future__ import annotations

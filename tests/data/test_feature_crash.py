@@ -1,7 +1,7 @@
 """Failures proven safe: the feature job killed (SIGKILL) between its table writes, then run again, ends
 as after one clean run (same rows, no duplicates).
 
-Its own file, so ``pytest -n 2`` can run it (about three minutes: three JVM processes) in one worker while
+Its own file, so ``pytest -n 2`` can run it (a minute and a half: three JVM processes) in one worker while
 the ingestion crash tests of ``test_failures.py`` run in the other.
 """
 
