@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from jobs.features.build import OUTPUT_TABLES as FEATURE_TABLES
+from jobs.platform.faults import ENV as FAILPOINT_ENV
 
 FIRST, DAYS = date(2025, 2, 1), 10
 LAST = FIRST + timedelta(days=DAYS - 1)
@@ -68,7 +69,7 @@ def main() -> int:
 
     from tables import digest
 
-    armed = os.environ.pop("PIPELINE_FAILPOINT", None)  # not during the set-up
+    armed = os.environ.pop(FAILPOINT_ENV, None)  # not during the set-up
     settings = get_settings()
     spark = get_spark(settings, app_name="feature-crash-test")
     if "setup" in sys.argv[1:]:
@@ -82,7 +83,7 @@ def main() -> int:
             DeltaTable(str(delta.path(settings, table))).restore(version)
     if "features" in sys.argv[1:]:
         if armed:
-            os.environ["PIPELINE_FAILPOINT"] = armed
+            os.environ[FAILPOINT_ENV] = armed
         print(json.dumps(build_features(LAST, settings=settings), default=str))
     return 0
 

@@ -13,11 +13,9 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import subprocess
-import sys
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -26,10 +24,11 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from jobs.config import REPO_ROOT, load_settings
+from jobs.config import load_settings
 from jobs.data.ingest import IngestionError, IngestionResult, ingest, ingest_days
 from jobs.data.simulate import SimulationConfig, simulate
 
+from killable import run_job
 from tables import INGESTION_TABLES, digest, rows
 
 # Columns that differ between two runs by design: when and by which run a row was written, where the
@@ -66,15 +65,7 @@ def _ingest_range(data: Path, source: str, failpoint: str) -> subprocess.Complet
     """The crash days ingested by ``python -m jobs.data.ingest`` in a process of its own, armed to be killed."""
     last = CRASH_START + timedelta(days=CRASH_DAYS - 1)
     args = ["--date", str(CRASH_START), "--through", str(last), "--source", source]
-    env = {**os.environ, "PIPELINE_DATA_DIR": str(data), "PIPELINE_FAILPOINT": failpoint}
-    return subprocess.run(
-        [sys.executable, "-m", "jobs.data.ingest", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=REPO_ROOT,
-    )
+    return run_job(["-m", "jobs.data.ingest", *args], data, failpoint)
 
 
 def _ingest_range_here(data: Path, source: str) -> list[IngestionResult]:

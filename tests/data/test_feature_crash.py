@@ -8,32 +8,22 @@ the ingestion crash tests of ``test_failures.py`` run in the other.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
-from jobs.config import REPO_ROOT, load_settings
+from jobs.config import load_settings
 from jobs.features.build import OUTPUT_TABLES as FEATURE_TABLES
 
+from killable import run_job
 from tables import digest, rows
 
 FEATURE_JOB = Path(__file__).with_name("feature_job.py")
 
 
 def _feature_job(mode: str, data: Path, failpoint: str | None = None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PIPELINE_DATA_DIR": str(data), "PIPELINE_SPARK_SHUFFLE_PARTITIONS": "1"}
-    env.pop("PIPELINE_FAILPOINT", None)
-    if failpoint:
-        env["PIPELINE_FAILPOINT"] = failpoint
-    return subprocess.run(
-        [sys.executable, str(FEATURE_JOB), *mode.split()],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        cwd=REPO_ROOT,
+    return run_job(
+        [str(FEATURE_JOB), *mode.split()], data, failpoint, timeout=900, PIPELINE_SPARK_SHUFFLE_PARTITIONS="1"
     )
 
 
