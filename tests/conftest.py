@@ -99,7 +99,7 @@ HISTORY_FILES = {
 # The shared history has to come first: it is the longest, and only one worker can run it.
 LONGEST_FIRST = {
     "shared-history": 360,
-    "tests/dags/test_data_pipeline_e2e.py": 195,
+    "tests/dags/test_data_pipeline_e2e.py": 170,
     "tests/serving/test_deploy.py": 95,
     "tests/data/test_feature_crash.py": 90,
     "tests/data/test_failures.py": 25,
