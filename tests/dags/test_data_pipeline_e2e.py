@@ -5,7 +5,7 @@ real Great Expectations. Checked against the landing files, not against itself.
 
 1. A first day, end to end (``DAYS`` days in a row: one, since its incremental re-run in 2. and the
    failing dbt test's new day in 3. run dbt incrementally through Airflow again; a second successful day
-   cost 35 to 50 s of the suite and checked nothing they do not). The day after is ingested before
+   cost about 35 s, run alone, and checked nothing they do not). The day after is ingested before
    the run, so its fraud reports (about the first day) are in bronze all along: a run that ignored its
    own date as ``as_of`` would label those transactions fraud, one that honours it keeps them pending.
 2. Re-runs: the last day run again through ``dag.test()`` (which clears the run first), then one
