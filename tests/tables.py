@@ -1,4 +1,4 @@
-"""Reading the lakehouse in tests without a JVM (delta-rs): rows, content digests, snapshots."""
+"""The lakehouse in tests without a JVM (delta-rs): rows, content digests, snapshots, and time travel back."""
 
 from __future__ import annotations
 
@@ -42,6 +42,15 @@ def digest(settings, table: str, exclude: tuple[str, ...] = ()) -> tuple[int, st
         for r in rows(settings, table)
     )
     return len(lines), hashlib.sha256("\n".join(lines).encode()).hexdigest()
+
+
+def restore(settings, versions: dict[str, int]) -> None:
+    """Put each table back to its version in ``versions`` (Delta time travel through delta-rs: a commit of
+    milliseconds, where Spark's ``RESTORE`` costs seconds a table in a cold JVM)."""
+    from deltalake import DeltaTable
+
+    for table, version in versions.items():
+        DeltaTable(str(delta.path(settings, table))).restore(version)
 
 
 def snapshot(settings, tables=INGESTION_TABLES, exclude: tuple[str, ...] = ()) -> dict:

@@ -27,7 +27,7 @@ from jobs.features.build import OUTPUT_TABLES as FEATURE_TABLES
 from jobs.platform import delta
 from jobs.platform.lakehouse import REPORT_TABLES
 
-from tables import INGESTION_TABLES, digest, rows
+from tables import INGESTION_TABLES, digest, restore, rows
 
 START = date(2025, 11, 1)
 DAYS = 1
@@ -167,8 +167,6 @@ def _no_retries(dag):
 
 def test_a_feature_validation_failure_stops_the_line(pipeline_days, settings, spark):
     """A validation failure fails at once (no retry: the data would fail again) and emits no Asset."""
-    from deltalake import DeltaTable
-
     dag, _ = pipeline_days
     day = START  # already built; marts changed behind the pipeline's back: one negative amount
     victim = spark.sql(
@@ -193,8 +191,7 @@ def test_a_feature_validation_failure_stops_the_line(pipeline_days, settings, sp
         failed = checks[("features", "failed_expectations")]
         assert failed.status == "alert" and failed.value >= 1 and "tx_amount" in failed.detail, failed
     finally:  # the session's lakehouse is shared: the mart and the features back as they were (time travel)
-        for table, version in versions.items():
-            DeltaTable(str(delta.path(settings, table))).restore(version)
+        restore(settings, versions)
     assert (
         rows(settings, "marts.fct_transactions", day, transaction_id=victim["transaction_id"])[0]["tx_amount"]
         == victim["tx_amount"]

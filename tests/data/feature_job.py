@@ -60,14 +60,12 @@ def setup(spark) -> None:
 
 def main() -> int:
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests/, for tables.py
-    from deltalake import DeltaTable
-
     from jobs.config import get_settings
     from jobs.features.build import build_features
     from jobs.platform import delta
     from jobs.platform.spark import get_spark
 
-    from tables import digest
+    from tables import digest, restore
 
     armed = os.environ.pop(FAILPOINT_ENV, None)  # not during the set-up
     settings = get_settings()
@@ -79,8 +77,7 @@ def main() -> int:
         build_features(LAST, settings=settings)  # the clean run the crashed ones must converge to
         reference = {t: digest(settings, t, ("computed_at",)) for t in FEATURE_TABLES}
         (settings.storage.data_dir / "reference.json").write_text(json.dumps(reference))
-        for table, version in before.items():
-            DeltaTable(str(delta.path(settings, table))).restore(version)
+        restore(settings, before)
     if "features" in sys.argv[1:]:
         if armed:
             os.environ[FAILPOINT_ENV] = armed

@@ -6,10 +6,10 @@ import re
 from datetime import datetime, timedelta
 
 import pytest
-from deltalake import DeltaTable
 
-from jobs.platform import delta
 from jobs.training.dataset import FEATURES_TABLE, PINNED_TABLES, build_training_set, current_versions, load_training_set
+
+from tables import restore
 
 
 def test_pinned_versions_reproduce_the_set_after_the_tables_change(feature_history, settings, spark, tmp_path):
@@ -28,7 +28,7 @@ def test_pinned_versions_reproduce_the_set_after_the_tables_change(feature_histo
         pinned = build_training_set(tmp_path / "b", quick, versions=first["delta_versions"], **windows)
         latest = build_training_set(tmp_path / "c", quick, **windows)
     finally:
-        DeltaTable(str(delta.path(settings, FEATURES_TABLE))).restore(first["delta_versions"][FEATURES_TABLE])
+        restore(settings, {FEATURES_TABLE: first["delta_versions"][FEATURES_TABLE]})
     assert pinned["frame_hash"] == first["frame_hash"]
     assert latest["frame_hash"] != first["frame_hash"]
     assert latest["delta_versions"][FEATURES_TABLE] > first["delta_versions"][FEATURES_TABLE]

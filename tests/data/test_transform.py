@@ -13,6 +13,8 @@ from deltalake import DeltaTable
 from jobs.platform import delta
 from jobs.platform.dbt_runner import run_dbt
 
+from tables import restore
+
 FCT = "marts.fct_transactions"
 FCT_COLUMNS = (
     "transaction_id, tx_datetime, tx_date, customer_id, terminal_id, tx_amount, label_status, is_fraud, "
@@ -78,7 +80,7 @@ def test_incremental_history_equals_full_refresh_and_labels_follow_reports(histo
     days = history
     quick = settings.override(data={"label_maturity_days": 2})  # labels mature inside the simulated days
     bronze = DeltaTable(str(delta.path(settings, "bronze.transactions")))
-    versions = {"bronze.transactions": bronze.version(), "marts.fct_transactions": delta.version(settings, FCT)}
+    versions = {"bronze.transactions": bronze.version(), FCT: delta.version(settings, FCT)}
     try:
         run_dbt(
             ["run", "--select", "+fct_transactions", "--full-refresh", "--quiet"], quick, vars={"as_of": str(days[0])}
@@ -105,8 +107,7 @@ def test_incremental_history_equals_full_refresh_and_labels_follow_reports(histo
         full = _fct(spark)
         _assert_labels_follow_bronze(spark, days)  # before bronze goes back: the labels of the corrected files
     finally:  # the history is shared: bronze and the mart back as the backfill left them (Delta time travel)
-        for table, version in versions.items():
-            DeltaTable(str(delta.path(settings, table))).restore(version)
+        restore(settings, versions)
 
     assert incremental == full
     amounts = {row[0]: row[5] for row in incremental}
